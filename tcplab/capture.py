@@ -1,0 +1,220 @@
+"""Captures on both ends of the link, proven ready before traffic and proven complete after it.
+
+* **Ready**: each capture socket is an ``AF_PACKET`` socket created *inside* the host's namespace
+  and bound to ``eth0`` before :meth:`Capture.start` returns; from that moment the kernel queues
+  every frame for it.  Scapy's sniffer thread is then started and its ``started_callback`` awaited.
+* **Flushed**: on stop, a marker frame (ethertype 0x88B5, never TCP, so never dropped by tcplab's
+  rules) is sent across the wire in each direction and awaited at the far end: segments queued on
+  the wire before it (netem delay, bridge) have arrived by then.
+* **Complete**: ``PACKET_STATISTICS`` gives how many frames the kernel queued and dropped per socket.
+  The capture waits until the sniffer has read all that were queued; any kernel drop raises
+  :class:`~tcplab.errors.CaptureIncomplete` instead of letting a lab assert on a partial trace.
+
+The frames are written to one pcap file per end (``<name>-client.pcap``, ``<name>-server.pcap``).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import CaptureIncomplete, TcplabError
+from .wait import until
+
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+SO_RCVBUFFORCE = 33
+MARKER_ETHERTYPE = 0x88B5  # IEEE local experimental
+MARKER_MAGIC = b"tcplab-flush"
+RCVBUF = 8 << 20
+
+
+def _open_listen_socket(ifname: str):
+    """Runs in the host's namespace thread."""
+    load_scapy_layers()
+    from scapy.arch.linux import L2ListenSocket
+    s = L2ListenSocket(iface=ifname, promisc=False)
+    s.ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+    _stats(s.ins)  # reset the counters: everything from here on is accounted for
+    return s
+
+
+def load_scapy_layers() -> None:
+    """Register Ethernet, IPv4, IPv6 and TCP with Scapy (imported lazily: it takes ~0.7 s)."""
+    import scapy.layers.inet  # noqa: F401
+    import scapy.layers.inet6  # noqa: F401
+    import scapy.layers.l2  # noqa: F401
+
+
+def _stats(sock: socket.socket) -> tuple[int, int]:
+    """(frames queued to the socket, frames the kernel dropped) since the last call."""
+    packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    return packets - drops, drops  # the kernel counts drops in tp_packets too
+
+
+def _marker_frame(src_mac: str, dst_mac: str, token: bytes) -> bytes:
+    mac = lambda m: bytes.fromhex(m.replace(":", ""))  # noqa: E731
+    return mac(dst_mac) + mac(src_mac) + struct.pack("!H", MARKER_ETHERTYPE) + MARKER_MAGIC + token
+
+
+def is_marker(pkt: Any) -> bool:
+    return getattr(pkt, "type", None) == MARKER_ETHERTYPE
+
+
+class Capture:
+    """Capture on the client's and the server's ``eth0``.  Use as a context manager::
+
+        with topo.capture() as cap:
+            ...traffic...
+        cap.trace.connection(port=7788).expect(...)
+    """
+
+    def __init__(self, topo, *, name: str = "capture", flush_timeout: float = 3.0,
+                 ready_timeout: float = 5.0):
+        self.topo = topo
+        self.name = name
+        self.flush_timeout = flush_timeout
+        self.ready_timeout = ready_timeout
+        self.paths = {h.name: Path(topo.workdir) / f"{name}-{h.name}.pcap" for h in topo.hosts}
+        self.packets: dict[str, list] = {}
+        self.flushed: dict[str, bool] = {}
+        self.stats: dict[str, dict[str, int]] = {}
+        self._socks: dict[str, Any] = {}
+        self._seen = {h.name: 0 for h in topo.hosts}
+        self._markers: dict[str, set[bytes]] = {h.name: set() for h in topo.hosts}
+        self._cond = threading.Condition()
+        self._sniffer = None
+        self._trace = None
+        self.running = False
+
+    # -- life cycle --------------------------------------------------------------------
+    def start(self) -> "Capture":
+        from scapy.sendrecv import AsyncSniffer
+        for h in self.topo.hosts:
+            self._socks[h.name] = h.ns.run(_open_listen_socket, h.ifname)
+        self._delivered = {n: 0 for n in self._socks}
+        self._dropped = {n: 0 for n in self._socks}
+        ready = threading.Event()
+        self._sniffer = AsyncSniffer(opened_socket={s: n for n, s in self._socks.items()},
+                                     prn=self._on_packet, store=True, started_callback=ready.set)
+        self._sniffer.start()
+        if not ready.wait(self.ready_timeout):
+            self._close_sockets()
+            raise TcplabError(f"the capture thread did not start within {self.ready_timeout:g} s")
+        self.running = True
+        return self
+
+    def _on_packet(self, pkt: Any) -> None:
+        with self._cond:
+            self._seen[pkt.sniffed_on] += 1
+            if is_marker(pkt):
+                self._markers[pkt.sniffed_on].add(bytes(pkt.payload)[len(MARKER_MAGIC):])
+            self._cond.notify_all()
+
+    def _flush(self, src, dst) -> bool:
+        """Send markers src -> dst until one arrives at dst, or the flush timeout passes."""
+        out = src.ns.run(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            out.bind((src.ifname, 0))
+            deadline = time.monotonic() + self.flush_timeout
+            n = 0
+            while True:
+                token = f"{src.name}>{dst.name}#{n}".encode()
+                out.send(_marker_frame(src.mac, dst.mac, token))
+                with self._cond:
+                    arrived = self._cond.wait_for(lambda: token in self._markers[dst.name],
+                                                  timeout=min(0.05 * 2 ** min(n, 4),
+                                                              max(0.0, deadline - time.monotonic())))
+                if arrived:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                n += 1
+        finally:
+            out.close()
+
+    def _account(self) -> None:
+        for n, s in self._socks.items():
+            delivered, dropped = _stats(s.ins)
+            self._delivered[n] += delivered
+            self._dropped[n] += dropped
+
+    def stop(self) -> "Capture":
+        """Flush the wire, prove the capture complete, stop, write the pcaps."""
+        if not self.running:
+            return self
+        try:
+            c, s = self.topo.client, self.topo.server
+            self.flushed = {"client>server": self._flush(c, s), "server>client": self._flush(s, c)}
+            self._account()
+
+            def drained() -> bool:
+                self._account()
+                with self._cond:
+                    return all(self._seen[n] >= self._delivered[n] for n in self._socks)
+            until(drained, 5.0, "the sniffer to read every frame the kernel queued")
+        finally:
+            self._sniffer.stop(join=True)
+            self.running = False
+            self._close_sockets()
+        results = self._sniffer.results or []
+        for h in self.topo.hosts:
+            self.packets[h.name] = [p for p in results if p.sniffed_on == h.name and not is_marker(p)]
+            self._write_pcap(h.name)
+            self.stats[h.name] = {"delivered": self._delivered[h.name], "dropped": self._dropped[h.name]}
+        lost = {n: d for n, d in self._dropped.items() if d}
+        if lost:
+            raise CaptureIncomplete(
+                "the kernel dropped frames on the capture socket, so the trace is partial: "
+                + ", ".join(f"{n}: {d} of {d + self._delivered[n]}" for n, d in lost.items())
+                + f" (pcaps: {', '.join(map(str, self.paths.values()))}). Keep lab flows small.")
+        return self
+
+    def _write_pcap(self, host: str) -> None:
+        from scapy.utils import PcapWriter
+        with PcapWriter(str(self.paths[host]), linktype=1, sync=False) as w:
+            for p in self.packets[host]:
+                w.write(p)
+
+    def _close_sockets(self) -> None:
+        for s in self._socks.values():
+            s.close()
+        self._socks = {}
+
+    def close(self) -> None:
+        if self.running:
+            self._sniffer.stop(join=True)
+            self.running = False
+        self._close_sockets()
+
+    def __enter__(self) -> "Capture":
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.stop()
+        else:  # keep the original error; still save what was captured
+            try:
+                self.stop()
+            except Exception:
+                self.close()
+
+    # -- results -----------------------------------------------------------------------
+    @property
+    def trace(self):
+        """The :class:`tcplab.trace.Trace` of both ends (after the capture stopped)."""
+        if self.running:
+            raise TcplabError("the capture is still running: read .trace after the `with` block")
+        if self._trace is None:
+            from .trace import Trace
+            self._trace = Trace.from_captures(self.packets, self.topo, pcaps=self.paths)
+        return self._trace
+
+    def connection(self, **kw: Any):
+        return self.trace.connection(**kw)
+
+    flow = connection

@@ -1,0 +1,88 @@
+"""TCP socket states from the kernel, through sock_diag (pyroute2's DiagSocket), per namespace."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Iterable
+
+from .errors import ConfigError
+from .wait import until
+
+#: Kernel TCP states (include/net/tcp_states.h).  NEW_SYN_RECV is how Linux keeps a half-open
+#: connection (a request socket); textbooks, and tcplab, call it SYN_RECV.
+STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT_1", 5: "FIN_WAIT_2",
+          6: "TIME_WAIT", 7: "CLOSED", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING",
+          12: "SYN_RECV"}
+NAMES = set(STATES.values())
+
+
+@dataclass(frozen=True)
+class SockInfo:
+    state: str
+    local: tuple
+    remote: tuple
+    retrans: int
+    timer: int
+    expires_ms: int
+
+
+def _norm(addr: tuple) -> tuple:
+    return (str(ipaddress.ip_address(addr[0])), int(addr[1]))
+
+
+def list_tcp(host) -> list[SockInfo]:
+    """Runs in the host's namespace thread."""
+    from pyroute2 import DiagSocket
+    ds = getattr(host, "_diag", None)
+    if ds is None:
+        ds = host._diag = DiagSocket()
+        ds.bind()
+        host.ns.on_close("DiagSocket.close", ds.close)
+    out = []
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        for m in ds.get_sock_stats(family=fam, states=0xFFFFFFFF):
+            out.append(SockInfo(STATES.get(m["idiag_state"], str(m["idiag_state"])),
+                                _norm((m["idiag_src"], m["idiag_sport"])),
+                                _norm((m["idiag_dst"], m["idiag_dport"])),
+                                m["idiag_retrans"], m["idiag_timer"], m["idiag_expires"]))
+    return out
+
+
+def state_of(socks: Iterable[SockInfo], local: tuple, remote: tuple) -> str:
+    local, remote = _norm(local), _norm(remote)
+    for s in socks:
+        if s.local == local and s.remote == remote:
+            return s.state
+    return "CLOSED"
+
+
+def _check(states: Iterable[str]) -> tuple[str, ...]:
+    states = tuple(states)
+    bad = [s for s in states if s not in NAMES]
+    if bad or not states:
+        raise ConfigError(f"unknown TCP state(s) {bad or '(none given)'}: use " + ", ".join(sorted(NAMES)))
+    return states
+
+
+def wait_state(host, local: tuple, remote: tuple, states: Iterable[str], timeout: float) -> str:
+    """Poll sock_diag until the connection is in one of ``states``; return the state reached."""
+    states = _check(states)
+    seen: list[str] = []
+
+    def check():
+        st = host.tcp_state(local, remote)
+        if not seen or seen[-1] != st:
+            seen.append(st)
+        return st if st in states else None
+    try:
+        return until(check, timeout, f"{host.name} {local}->{remote} to reach {'/'.join(states)}")
+    except TimeoutError as exc:
+        raise type(exc)(f"{exc}; states seen in order: {' -> '.join(seen)}") from None
+
+
+def wait_listening(host, port: int, family: int, timeout: float) -> None:
+    def check():
+        return any(s.state == "LISTEN" and s.local[1] == port and (":" in s.local[0]) == (family == 6)
+                   for s in host.tcp_sockets())
+    until(check, timeout, f"a listener on {host.name} port {port} (IPv{family})")

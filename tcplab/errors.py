@@ -1,0 +1,30 @@
+"""Typed errors.  Every message says what was wrong and what to do about it."""
+
+
+class TcplabError(Exception):
+    """Base class of every error tcplab raises on purpose."""
+
+
+class ConfigError(TcplabError, ValueError):
+    """A value given to tcplab is out of range or malformed; the message names the valid range."""
+
+
+class Unsupported(TcplabError):
+    """This kernel or machine lacks something a test needs.  ``reason`` is the exact cause;
+    the pytest glue turns it into a skip (or, where a skip must not hide a gap, a failure)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CaptureIncomplete(TcplabError):
+    """The kernel dropped packets on a capture socket: the trace would be partial."""
+
+
+class WaitTimeout(TcplabError, TimeoutError):
+    """A condition polled against a deadline did not become true in time."""
+
+
+class ExpectationFailed(TcplabError, AssertionError):
+    """An observed exchange does not match the expected one.  ``str()`` is the full report."""

@@ -1,0 +1,378 @@
+"""Expected exchanges in packetdrill-style relative notation, and the reports of a mismatch.
+
+One line per segment, numbers relative to each side's ISN::
+
+    > S 0:0(0)                      # client -> server: SYN, seq 0, no payload
+    < S. 0:0(0) ack 1               # server -> client: SYN+ACK
+    > . 1:1(0) ack 1                # client -> server: pure ACK
+
+Fields after the flags may be left out, and what is left out is not checked: ``> S``, or
+``> P. 1:6(5) ack 1``.  ``win N`` and ``<mss 1460,sackOK,TS,nop,wscale 7>`` are checked only when
+written (an option written without a value matches any value).  Flags are tcpdump's letters
+(S F R P U E W, ``.`` for ACK) and must match exactly.
+
+A trailing mark repeats a line, folding retransmissions of one segment:
+``+`` one or more, ``*`` zero or more, ``?`` zero or one, ``{n}`` exactly n, ``{n,m}`` n to m.
+
+Blocks (a header line ending in ``:``, its lines indented below it)::
+
+    any order:                      # these segments, interleaved in any order
+        > S 0:0(0) +                #   (concurrent timers: SYN and SYN-ACK retransmissions)
+        < S. 0:0(0) ack 1 +
+    either:                         # one of several alternative exchanges
+        < F. 1:1(0) ack 2
+    or:
+        < . 1:1(0) ack 2
+        < F. 1:1(0) ack 2
+
+``#`` starts a comment.  By default the whole exchange must match; ``complete=False`` allows
+segments after the script's end.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator, Union
+
+from .errors import ConfigError, ExpectationFailed
+from .trace import MOD, Connection, Segment, flags_from_letters, letters, render_options
+
+_LINE = re.compile(
+    r"""^(?P<dir>[<>])\s+(?P<flags>[^\s]+)
+        (?:\s+(?P<seq>\d+):(?P<end>\d+)\((?P<len>\d+)\))?
+        (?:\s+ack\s+(?P<ack>\d+))?
+        (?:\s+win\s+(?P<win>\d+))?
+        (?:\s+<(?P<opts>[^>]*)>)?
+        (?:\s+(?P<quant>[+*?]|\{\d+(?:,\d+)?\}))?\s*$""", re.X)
+
+_OPT_NAMES = {"mss": "MSS", "sackOK": "SAckOK", "TS": "Timestamp", "nop": "NOP", "wscale": "WScale",
+              "sack": "SAck", "eol": "EOL"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One expected segment."""
+    text: str
+    direction: str
+    flags: frozenset
+    seq: int | None = None
+    end: int | None = None
+    length: int | None = None
+    ack: int | None = None
+    win: int | None = None
+    options: tuple | None = None
+    lo: int = 1
+    hi: int = 1
+    lineno: int = 0
+
+    def differences(self, conn: Connection, seg: Segment) -> list[tuple[str, str, str]]:
+        """(field, expected, actual) for every field that differs; empty when it matches."""
+        d = []
+        side = "client" if self.direction == ">" else "server"
+        if conn.side(seg) != side:
+            d.append(("direction", f"{self.direction} ({side} sends)",
+                      f"{conn.arrow(seg)} ({conn.side(seg)} sends)"))
+        if seg.flags != self.flags:
+            d.append(("flags", f'"{letters(self.flags)}"', f'"{seg.letters}"'))
+        rs = conn.rel_seq(seg)
+        if self.seq is not None and rs != self.seq:
+            d.append(("seq", str(self.seq), str(rs)))
+        if self.length is not None and seg.length != self.length:
+            d.append(("length", str(self.length), str(seg.length)))
+        if self.end is not None and self.length is None and (rs + seg.length) % MOD != self.end:
+            d.append(("end", str(self.end), str((rs + seg.length) % MOD)))
+        if self.ack is not None:
+            ra = conn.rel_ack(seg)
+            if ra != self.ack:
+                d.append(("ack", str(self.ack), "none (no ACK flag)" if ra is None else str(ra)))
+        if self.win is not None and seg.win != self.win:
+            d.append(("win", str(self.win), str(seg.win)))
+        if self.options is not None:
+            got = [(n, v) for n, v in seg.options]
+            ok = len(got) == len(self.options) and all(
+                gn == en and (ev is None or _opt_value(gv) == ev)
+                for (gn, gv), (en, ev) in zip(got, self.options))
+            if not ok:
+                d.append(("options", f"<{self.options_text()}>", f"<{render_options(seg.options)}>"))
+        return d
+
+    def options_text(self) -> str:
+        inv = {v: k for k, v in _OPT_NAMES.items()}
+        return ",".join(inv.get(n, n) + ("" if v is None else f" {v}") for n, v in self.options or ())
+
+    def render(self) -> str:
+        """The line without its repeat mark (as it would print for a matching segment)."""
+        return self.text.split("#")[0].strip().rstrip("+*?").strip() if not re.search(r"\{\d", self.text) \
+            else re.sub(r"\s*\{[\d,]+\}\s*$", "", self.text.split("#")[0].strip())
+
+
+def _opt_value(v: Any) -> str:
+    if isinstance(v, tuple):
+        return " ".join(str(x) for x in v)
+    return "" if v in (None, b"") else str(v)
+
+
+@dataclass
+class Seq:
+    items: list
+
+
+@dataclass
+class Alt:
+    branches: list  # of Seq
+
+
+@dataclass
+class AnyOrder:
+    specs: list  # of Spec
+
+
+Node = Union[Spec, Seq, Alt, AnyOrder]
+
+
+def parse_line(text: str, lineno: int = 0) -> Spec:
+    body = text.split("#", 1)[0].strip()
+    m = _LINE.match(body)
+    if not m:
+        raise ConfigError(f"line {lineno}: cannot read {body!r}: write '> FLAGS [seq:end(len)] [ack N] "
+                          "[win N] [<options>] [+|*|?|{n}|{n,m}]', e.g. '< S. 0:0(0) ack 1'")
+    try:
+        flags = flags_from_letters(m["flags"])
+    except ValueError as exc:
+        raise ConfigError(f"line {lineno}: {exc}") from None
+    if m["seq"] is not None:
+        seq, end, length = int(m["seq"]), int(m["end"]), int(m["len"])
+        if (seq + length) % MOD != end:
+            raise ConfigError(f"line {lineno}: {seq}:{end}({length}) is inconsistent: end must be "
+                              f"seq + len = {(seq + length) % MOD}")
+    else:
+        seq = end = length = None
+    if m["ack"] is not None and "ACK" not in flags:
+        raise ConfigError(f"line {lineno}: 'ack {m['ack']}' given but the flags {m['flags']!r} have no "
+                          "ACK: add '.' (e.g. 'S.')")
+    opts = None
+    if m["opts"] is not None:
+        opts = []
+        for item in filter(None, (o.strip() for o in m["opts"].split(","))):
+            name, _, value = item.partition(" ")
+            if name not in _OPT_NAMES:
+                raise ConfigError(f"line {lineno}: unknown TCP option {name!r}: known are "
+                                  + ", ".join(_OPT_NAMES))
+            opts.append((_OPT_NAMES[name], value.strip() or None))
+        opts = tuple(opts)
+    lo, hi = _quant(m["quant"], lineno)
+    return Spec(text=body, direction=m["dir"], flags=flags, seq=seq, end=end, length=length,
+                ack=int(m["ack"]) if m["ack"] is not None else None,
+                win=int(m["win"]) if m["win"] is not None else None,
+                options=opts, lo=lo, hi=hi, lineno=lineno)
+
+
+def _quant(q: str | None, lineno: int) -> tuple[int, int]:
+    if q is None:
+        return 1, 1
+    if q in ("+", "*", "?"):
+        return {"+": (1, 10 ** 6), "*": (0, 10 ** 6), "?": (0, 1)}[q]
+    nums = [int(x) for x in q.strip("{}").split(",")]
+    lo, hi = nums[0], nums[-1]
+    if hi < lo or hi == 0:
+        raise ConfigError(f"line {lineno}: repeat {q} is empty: use {{n}} or {{n,m}} with 1 <= m and n <= m")
+    return lo, hi
+
+
+def _parse_block(lines: list[tuple[int, int, str]], i: int, indent: int) -> tuple[Seq, int]:
+    items: list[Node] = []
+    while i < len(lines):
+        lineno, ind, text = lines[i]
+        if ind < indent:
+            break
+        if ind > indent:
+            raise ConfigError(f"line {lineno}: unexpected indentation: {text!r}")
+        head = text.rstrip(":").strip().lower()
+        if text.endswith(":") and head in ("any order", "either"):
+            body, j = _parse_body(lines, i + 1, ind, lineno)
+            if head == "any order":
+                bad = [x for x in body.items if not isinstance(x, Spec)]
+                if bad:
+                    raise ConfigError(f"line {lineno}: 'any order:' holds segment lines only")
+                items.append(AnyOrder(body.items))
+                i = j
+            else:
+                branches = [body]
+                i = j
+                while i < len(lines) and lines[i][1] == ind and lines[i][2].rstrip(":").strip().lower() == "or" \
+                        and lines[i][2].endswith(":"):
+                    b, i = _parse_body(lines, i + 1, ind, lines[i][0])
+                    branches.append(b)
+                if len(branches) < 2:
+                    raise ConfigError(f"line {lineno}: 'either:' needs at least one 'or:' block after it")
+                items.append(Alt(branches))
+        elif text.endswith(":"):
+            raise ConfigError(f"line {lineno}: unknown block {text!r}: blocks are 'any order:', "
+                              "'either:' and 'or:'")
+        else:
+            items.append(parse_line(text, lineno))
+            i += 1
+    return Seq(items), i
+
+
+def _parse_body(lines, i, header_indent, lineno):
+    if i >= len(lines) or lines[i][1] <= header_indent:
+        raise ConfigError(f"line {lineno}: the block is empty: indent its lines below the header")
+    return _parse_block(lines, i, lines[i][1])
+
+
+class Expectation:
+    """A parsed script; :meth:`check` matches it against a :class:`~tcplab.trace.Connection`."""
+
+    def __init__(self, root: Seq, text: str):
+        self.root = root
+        self.text = text
+
+    @classmethod
+    def parse(cls, text: str) -> "Expectation":
+        lines = []
+        for n, raw in enumerate(text.expandtabs(4).splitlines(), 1):
+            body = raw.split("#", 1)[0].rstrip()
+            if body.strip():
+                lines.append((n, len(body) - len(body.lstrip()), body.strip()))
+        if not lines:
+            raise ConfigError("the expected exchange is empty: give at least one segment line")
+        base = min(ind for _, ind, _ in lines)
+        if lines[0][1] != base:
+            raise ConfigError(f"line {lines[0][0]}: the first line must not be indented more than the rest")
+        root, i = _parse_block(lines, 0, lines[0][1])
+        if i != len(lines):
+            raise ConfigError(f"line {lines[i][0]}: cannot place this line: check its indentation")
+        return cls(root, text)
+
+    # -- matching ----------------------------------------------------------------------
+    def match(self, conn: Connection, complete: bool = True) -> "Failure | None":
+        segs = conn.segments
+        probe = _Probe(conn)
+        for end in probe.walk(self.root, 0):
+            if not complete or end == len(segs):
+                return None
+            probe.note(end, None)  # the script is done but segments remain
+        return probe.failure()
+
+    def check(self, conn: Connection, complete: bool = True) -> None:
+        f = self.match(conn, complete)
+        if f is not None:
+            raise ExpectationFailed(report(conn, f, self))
+
+
+@dataclass
+class Failure:
+    index: int                 # the segment where matching got stuck (== len: ran out)
+    spec: Spec | None          # the closest expected line there (None: an extra segment)
+    diffs: list                # (field, expected, actual)
+
+
+class _Probe:
+    """Backtracking matcher that remembers the furthest point any attempt reached."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.segs = conn.segments
+        self.best = -1
+        self.cands: list[Spec | None] = []
+
+    def note(self, i: int, spec: Spec | None) -> None:
+        if i > self.best:
+            self.best, self.cands = i, []
+        if i == self.best and spec not in self.cands:
+            self.cands.append(spec)
+
+    def ok(self, spec: Spec, i: int) -> bool:
+        if i < len(self.segs) and not spec.differences(self.conn, self.segs[i]):
+            return True
+        self.note(i, spec)
+        return False
+
+    def walk(self, node: Node, i: int) -> Iterator[int]:
+        if isinstance(node, Spec):
+            n, j = 0, i
+            ends = []
+            if node.lo == 0:
+                ends.append(i)
+            while n < node.hi and self.ok(node, j):
+                n, j = n + 1, j + 1
+                if n >= node.lo:
+                    ends.append(j)
+            yield from reversed(ends)  # greedy: most copies first
+        elif isinstance(node, Seq):
+            yield from self._seq(node.items, 0, i)
+        elif isinstance(node, Alt):
+            for b in node.branches:
+                yield from self.walk(b, i)
+        elif isinstance(node, AnyOrder):
+            yield from self._any(node.specs, [0] * len(node.specs), i)
+
+    def _seq(self, items: list, k: int, i: int) -> Iterator[int]:
+        if k == len(items):
+            yield i
+            return
+        for j in self.walk(items[k], i):
+            yield from self._seq(items, k + 1, j)
+
+    def _any(self, specs: list[Spec], counts: list[int], i: int) -> Iterator[int]:
+        took = False
+        for n, sp in enumerate(specs):
+            if counts[n] < sp.hi and self.ok(sp, i):
+                took = True
+                counts[n] += 1
+                yield from self._any(specs, counts, i + 1)
+                counts[n] -= 1
+        if all(c >= sp.lo for c, sp in zip(counts, specs)):
+            yield i
+        elif not took:
+            for c, sp in zip(counts, specs):
+                if c < sp.lo:
+                    self.note(i, sp)
+
+    def failure(self) -> Failure:
+        i = self.best
+        if i < len(self.segs):
+            real = [c for c in self.cands if c is not None]
+            if not real:
+                return Failure(i, None, [])
+            spec = min(real, key=lambda s: len(s.differences(self.conn, self.segs[i])))
+            return Failure(i, spec, spec.differences(self.conn, self.segs[i]))
+        spec = next((c for c in self.cands if c is not None), None)
+        return Failure(i, spec, [])
+
+
+def report(conn: Connection, f: Failure, exp: Expectation | None = None) -> str:
+    """The text a user sees when an exchange does not match (pinned by tests)."""
+    segs = conn.segments
+    out = []
+    if f.index >= len(segs):
+        out.append(f"segment {f.index + 1} is missing: the exchange ended after {len(segs)} segment(s)")
+        out.append(f"  expected: {f.spec.render() if f.spec else '(nothing)'}")
+        out.append("  actual:   (no segment)")
+        ladder = conn.ladder(missing=f"expected {f.spec.render()}" if f.spec else None)
+    elif f.spec is None:
+        s = segs[f.index]
+        out.append(f"segment {f.index + 1} ({_who(conn, s)}) is unexpected: the expected exchange ended "
+                   f"before it")
+        out.append("  expected: (no more segments)")
+        out.append(f"  actual:   {conn.line(s)}")
+        ladder = conn.ladder({f.index: "unexpected"})
+    else:
+        s = segs[f.index]
+        what = "; ".join(f"{fld} expected {e} but saw {a}" for fld, e, a in f.diffs)
+        out.append(f"segment {f.index + 1} ({_who(conn, s)}) differs: {what}")
+        show = dict(win=f.spec.win is not None, options=f.spec.options is not None)
+        out.append(f"  expected: {f.spec.render()}")
+        out.append(f"  actual:   {conn.line(s, **show)}")
+        ladder = conn.ladder({f.index: f"expected {f.spec.render()}"})
+    out.extend("  " + row for row in ladder.splitlines())
+    if exp is not None:
+        out.append("  expected exchange:")
+        out.extend("    " + ln.strip() for ln in exp.text.strip().splitlines() if ln.strip())
+    out.append("  " + conn.pcap_note())
+    return "\n".join(out)
+
+
+def _who(conn: Connection, s: Segment) -> str:
+    return "client > server" if conn.side(s) == "client" else "server > client"

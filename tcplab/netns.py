@@ -1,0 +1,142 @@
+"""Anonymous network namespaces, each served by one dedicated thread.
+
+A namespace here is created by ``unshare(CLONE_NEWNET)`` inside a thread that then stays in it and
+runs the callables it is handed (``ns.run(fn, ...)``).  Everything that must happen *inside* the
+namespace goes through that thread:
+
+* sockets (a socket belongs forever to the namespace of the thread that created it, and can then be
+  used from any thread),
+* pyroute2 handles (pyroute2 keeps one netlink transport per thread, so each namespace keeps its own
+  ``IPRoute`` in its own thread),
+* ``/proc/sys/net`` writes (resolved against the writing thread's namespace),
+* child processes (``fork`` copies the calling thread's namespaces).
+
+Nothing is ever mounted under ``/run/netns``: the namespace lives as long as this process holds a
+reference to it (the thread, the fd kept on it, its sockets).  A crash or SIGKILL drops every
+reference and the kernel reclaims the namespace with all its devices.  The root namespace is never
+touched.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable, TypeVar
+
+CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NamespaceError(RuntimeError):
+    """A namespace could not be created or used."""
+
+
+def _unshare_net() -> None:
+    if _libc.unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        if err == errno.EPERM:
+            raise NamespaceError(
+                "unshare(CLONE_NEWNET) was refused (EPERM): tcplab needs root (CAP_SYS_ADMIN and "
+                "CAP_NET_ADMIN); run with sudo, e.g. sudo .venv/bin/python -m pytest labs/"
+            )
+        raise NamespaceError(f"unshare(CLONE_NEWNET) failed: {os.strerror(err)}")
+
+
+class Namespace:
+    """One anonymous network namespace and the thread that lives in it."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._jobs: "queue.SimpleQueue[tuple[Callable[[], Any], Future] | None]" = queue.SimpleQueue()
+        self._started: Future = Future()
+        self._closed = False
+        self._finalizers: list[tuple[str, Callable[[], Any]]] = []
+        self._thread = threading.Thread(target=self._serve, name=f"tcplab-ns-{name}", daemon=True)
+        self._thread.start()
+        self.fd: int = self._started.result()
+
+    # -- the namespace thread -------------------------------------------------------------
+    def _serve(self) -> None:
+        try:
+            _unshare_net()
+            fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException as exc:  # reported to the constructor
+            self._started.set_exception(exc)
+            return
+        self._started.set_result(fd)
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            fn, fut = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+    # -- API ------------------------------------------------------------------------------
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
+        if self._closed:
+            raise NamespaceError(f"namespace {self.name!r} is closed")
+        fut: Future = Future()
+        self._jobs.put((lambda: fn(*args, **kwargs), fut))
+        return fut
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` in this namespace's thread and return its result."""
+        if threading.current_thread() is self._thread:
+            return fn(*args, **kwargs)
+        return self.submit(fn, *args, **kwargs).result()
+
+    def on_close(self, what: str, fn: Callable[[], Any]) -> None:
+        """Register a clean-up to run (last in, first out) when the namespace closes."""
+        self._finalizers.append((what, fn))
+
+    def sysctl(self, key: str, value: Any = None) -> str:
+        """Read, or write then read back, ``net.*`` sysctl ``key`` inside this namespace."""
+        path = "/proc/sys/" + key.replace(".", "/")
+
+        def _do() -> str:
+            if value is not None:
+                with open(path, "w") as f:
+                    f.write(str(value))
+            with open(path) as f:
+                return f.read().strip()
+
+        return self.run(_do)
+
+    def has_sysctl(self, key: str) -> bool:
+        return self.run(os.path.exists, "/proc/sys/" + key.replace(".", "/"))
+
+    def close(self) -> list[str]:
+        """Run the clean-ups, stop the thread and drop the fd.  Returns clean-up errors."""
+        if self._closed:
+            return []
+        errors = []
+        while self._finalizers:
+            what, fn = self._finalizers.pop()
+            try:
+                self.run(fn)
+            except Exception as exc:  # keep going: every clean-up must get its chance
+                errors.append(f"{self.name}: {what}: {exc!r}")
+        self._closed = True
+        self._jobs.put(None)
+        self._thread.join()
+        os.close(self.fd)
+        return errors
+
+    def __enter__(self) -> "Namespace":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name} fd={self.fd}>"

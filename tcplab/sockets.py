@@ -1,0 +1,146 @@
+"""Real kernel sockets inside a host: thin, explicit wrappers that keep the host in reach so a lab
+can ask the kernel (sock_diag) for the socket's TCP state."""
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import struct
+import time
+from typing import Any
+
+from .errors import TcplabError, WaitTimeout
+from .topology import af, family_of
+
+
+class Listener:
+    """A listening socket in ``host``.  ``address`` is (ip, port) to connect to."""
+
+    def __init__(self, host, *, port: int = 0, family: int = 4, backlog: int = 16):
+        self.host = host
+        self.family = family
+        self.sock = host.socket(family)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host.addr(family), port))
+        self.sock.listen(backlog)
+        self.address = self.sock.getsockname()[:2]
+        self.port = self.address[1]
+
+    def accept(self, timeout: float = 5.0) -> "Conn":
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        if not r:
+            raise WaitTimeout(f"no connection to accept on {self.host.name} port {self.port} "
+                              f"within {timeout:g} s (is the handshake being dropped?)")
+        s, peer = self.sock.accept()
+        self.host._closables.append(s)
+        return Conn(self.host, s)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.host.name} {self.address}>"
+
+
+class Conn:
+    """One end of a TCP connection."""
+
+    def __init__(self, host, sock: socket.socket):
+        self.host = host
+        self.sock = sock
+        self.local = sock.getsockname()[:2]
+        try:
+            self.peer = sock.getpeername()[:2]
+        except OSError:
+            self.peer = None
+
+    @classmethod
+    def connect(cls, host, address: tuple, *, timeout: float = 5.0, wait: bool = True,
+                port: int = 0) -> "Conn":
+        ip = address[0]
+        fam = 6 if ":" in ip else 4
+        s = host.socket(fam)
+        if port:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host.addr(fam), port))
+        s.setblocking(False)
+        err = s.connect_ex(tuple(address[:2]))
+        if err not in (0, errno.EINPROGRESS):
+            raise ConnectionError(err, f"connect to {address} from {host.name}: {errno.errorcode.get(err, err)}"
+                                  f" ({__import__('os').strerror(err)})")
+        c = cls(host, s)
+        c.peer = tuple(address[:2])
+        if wait:
+            c.wait_connected(timeout)
+        return c
+
+    def wait_connected(self, timeout: float = 5.0) -> "Conn":
+        """Block until the handshake completes (or fails: raises ConnectionError)."""
+        _, w, _ = select.select([], [self.sock], [], timeout)
+        if not w:
+            raise WaitTimeout(f"connect from {self.host.name} {self.local} to {self.peer} did not complete "
+                              f"within {timeout:g} s")
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise ConnectionError(err, f"connect to {self.peer}: {errno.errorcode.get(err, err)}")
+        self.sock.setblocking(True)
+        return self
+
+    # -- data --------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        self.sock.setblocking(True)
+        self.sock.sendall(data)
+
+    def recv_exactly(self, n: int, timeout: float = 5.0) -> bytes:
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            r, _, _ = select.select([self.sock], [], [], max(0.0, left))
+            if not r:
+                raise WaitTimeout(f"{self.host.name} received {len(buf)} of {n} bytes within {timeout:g} s")
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise TcplabError(f"{self.host.name}: the peer closed after {len(buf)} of {n} bytes")
+            buf += chunk
+        return buf
+
+    def recv_eof(self, timeout: float = 5.0) -> bytes:
+        """Read until the peer's FIN (EOF); returns what was read."""
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while True:
+            r, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                raise WaitTimeout(f"{self.host.name}: no EOF from the peer within {timeout:g} s")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return buf
+            buf += chunk
+
+    # -- closing -----------------------------------------------------------------------
+    def shutdown_write(self) -> None:
+        """Half-close: send FIN, keep receiving."""
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def abort(self) -> None:
+        """Abortive close: SO_LINGER with timeout 0, then close -> the kernel sends RST."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    # -- state -------------------------------------------------------------------------
+    def state(self) -> str:
+        """This connection's TCP state, read from the kernel (``CLOSED`` once it is gone)."""
+        return self.host.tcp_state(self.local, self.peer)
+
+    def wait_state(self, *states: str, timeout: float = 5.0) -> str:
+        return self.host.wait_state(self.local, self.peer, *states, timeout=timeout)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def __repr__(self) -> str:
+        return f"<Conn {self.host.name} {self.local} -> {self.peer}>"

@@ -1,0 +1,285 @@
+"""Two hosts on a wire: client and server namespaces joined through a middle "wire" namespace.
+
+::
+
+    client ns                 wire ns                     server ns
+    eth0 02:00:c6:12:00:01 -- c (bridge "wire") s -- eth0 02:00:c6:12:00:02
+    198.18.0.1/24                                         198.18.0.2/24
+    2001:db8::1/64                                        2001:db8::2/64
+
+Loss, delay and targeted drops live in the wire namespace (see :mod:`tcplab.impair`), so they
+behave like a real lossy link: the sender's TCP retransmits, the sender's capture shows what was
+sent and the receiver's capture shows what arrived.  The hosts get static neighbour entries (no ARP
+or ND in a trace), ``lo`` up, offloads off (real segments, real checksums) and pinned TCP sysctls.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import ConfigError, TcplabError
+from .netns import Namespace
+from . import settings
+
+CLIENT, SERVER = "client", "server"
+ADDRS = {
+    CLIENT: {4: "198.18.0.1", 6: "2001:db8::1", "mac": "02:00:c6:12:00:01"},
+    SERVER: {4: "198.18.0.2", 6: "2001:db8::2", "mac": "02:00:c6:12:00:02"},
+}
+PREFIX = {4: 24, 6: 64}
+IFNAME = "eth0"
+WIRE_PORT = {CLIENT: "c", SERVER: "s"}
+BRIDGE = "wire"
+NUD_PERMANENT = 0x80
+IFA_F_NODAD = 0x02
+#: Offloads that make captures lie (63 KB "segments", unfilled checksums).
+OFFLOADS_OFF = ("tx-checksum-ip-generic", "tx-tcp-segmentation", "tx-tcp6-segmentation",
+                "tx-generic-segmentation", "tx-scatter-gather", "rx-gro")
+
+
+def family_of(family: Any) -> int:
+    if family in (4, socket.AF_INET, "4", "ipv4", "IPv4"):
+        return 4
+    if family in (6, socket.AF_INET6, "6", "ipv6", "IPv6"):
+        return 6
+    raise ConfigError(f"family={family!r} is not an IP family: use 4 or 6")
+
+
+def af(family: int) -> int:
+    return socket.AF_INET if family_of(family) == 4 else socket.AF_INET6
+
+
+def _ipr(ns: Namespace):
+    """The namespace's own IPRoute handle, created in (and only used from) its thread."""
+    from pyroute2 import IPRoute
+    h = getattr(ns, "_ipr", None)
+    if h is None:
+        h = ns._ipr = IPRoute()
+        ns.on_close("IPRoute.close", h.close)
+    return h
+
+
+def _disable_offloads(ifname: str) -> None:
+    from pyroute2.ethtool.ioctl import IoctlEthtool
+    eth = IoctlEthtool(ifname)
+    try:
+        features = eth.get_features()
+        changed = False
+        for name in OFFLOADS_OFF:
+            if name in features and features.is_active(name) and not features.is_never_changed(name):
+                features[name] = False
+                changed = True
+        if changed:
+            eth.set_features(features)
+        after = eth.get_features()
+        still = [n for n in OFFLOADS_OFF[:5] if n in after and after.is_active(n)]
+        if still:
+            raise TcplabError(f"could not turn off offloads {still} on {ifname}: captures would show "
+                              "merged segments and bad checksums")
+    finally:
+        eth.close()
+
+
+class Host:
+    """One end of the link: a namespace with ``eth0``, its addresses, sockets and programs."""
+
+    def __init__(self, topo: "Topology", name: str, ns: Namespace):
+        self.topo = topo
+        self.name = name
+        self.ns = ns
+        self.mac = ADDRS[name]["mac"]
+        self.ifname = IFNAME
+        self._closables: list[Any] = []
+        self._diag = None
+
+    # -- addresses ---------------------------------------------------------------------
+    def addr(self, family: Any = 4) -> str:
+        return ADDRS[self.name][family_of(family)]
+
+    @property
+    def peer(self) -> "Host":
+        return self.topo.server if self.name == CLIENT else self.topo.client
+
+    # -- set-up (runs in the namespace thread) -----------------------------------------
+    def _pin_sysctls(self) -> dict[str, str]:
+        applied = {}
+        for knob in settings.TCP_KNOBS + settings.IPV6_KNOBS:
+            path = "/proc/sys/" + knob.key.replace(".", "/")
+            if not os.path.exists(path):
+                if knob.optional:
+                    continue
+                raise TcplabError(f"sysctl {knob.key} is missing in the namespace ({knob.why})")
+            with open(path, "w") as f:
+                f.write(knob.value)
+            with open(path) as f:
+                applied[knob.key] = " ".join(f.read().split())
+        return applied
+
+    def _configure_link(self) -> None:
+        ipr = _ipr(self.ns)
+        ipr.link("set", index=1, state="up")
+        (idx,) = ipr.link_lookup(ifname=IFNAME)
+        self.ifindex = idx
+        _disable_offloads(IFNAME)
+        for fam in (4, 6):
+            ipr.addr("add", index=idx, address=self.addr(fam), prefixlen=PREFIX[fam],
+                     **({"flags": IFA_F_NODAD} if fam == 6 else {}))
+        ipr.link("set", index=idx, state="up")
+        peer = ADDRS[SERVER if self.name == CLIENT else CLIENT]
+        for fam in (4, 6):
+            ipr.neigh("add", dst=peer[fam], lladdr=peer["mac"], ifindex=idx, state=NUD_PERMANENT)
+        self._set_peer_routes()
+
+    def _set_peer_routes(self, quickack: bool = False) -> None:
+        ipr = _ipr(self.ns)
+        peer = ADDRS[SERVER if self.name == CLIENT else CLIENT]
+        metrics = {"rto_min": settings.RTO_MIN_MS, "lock": settings.RTAX_LOCK_RTO_MIN}
+        if quickack:
+            metrics["quickack"] = 1
+        for fam in (4, 6):
+            ipr.route("replace", dst=f"{peer[fam]}/{32 if fam == 4 else 128}", oif=self.ifindex,
+                      metrics=metrics, family=af(fam))
+
+    # -- knobs a lab may turn ------------------------------------------------------------
+    def sysctl(self, key: str, value: Any = None) -> str:
+        """Read or set a sysctl inside this host (never in the root namespace)."""
+        if not key.startswith("net."):
+            raise ConfigError(f"sysctl {key!r}: only per-namespace net.* sysctls can be set from a lab")
+        return self.ns.sysctl(key, value)
+
+    def quickack(self, on: bool = True) -> None:
+        """Set the ``quickack`` route metric towards the peer: ACKs go out at once instead of being
+        delayed, so an ACK is never merged with a FIN that follows it shortly (4-segment close)."""
+        self.ns.run(self._set_peer_routes, on)
+
+    # -- sockets, programs, state --------------------------------------------------------
+    def socket(self, family: Any = 4, type: int = socket.SOCK_STREAM) -> socket.socket:
+        """A kernel socket created inside this host's namespace."""
+        s = self.ns.run(socket.socket, af(family), type)
+        self._closables.append(s)
+        return s
+
+    def listen(self, port: int = 0, family: Any = 4, backlog: int = 16):
+        from .sockets import Listener
+        return Listener(self, port=port, family=family_of(family), backlog=backlog)
+
+    def connect(self, address: tuple, *, timeout: float = 5.0, wait: bool = True, port: int = 0):
+        """Connect to ``address`` (ip, port).  With ``wait=False`` the SYN is sent and the call
+        returns at once (the socket is then in SYN_SENT until the handshake completes)."""
+        from .sockets import Conn
+        return Conn.connect(self, address, timeout=timeout, wait=wait, port=port)
+
+    def popen(self, argv: list[str], **kw: Any):
+        """Start an external program inside this host; see :class:`tcplab.process.Program`."""
+        from .process import Program
+        prog = Program.start(self, argv, **kw)
+        self._closables.append(prog)
+        return prog
+
+    def tcp_sockets(self):
+        """All TCP sockets in this host, read from the kernel with sock_diag."""
+        from .diag import list_tcp
+        return self.ns.run(list_tcp, self)
+
+    def tcp_state(self, local: tuple, remote: tuple) -> str:
+        from .diag import state_of
+        return state_of(self.tcp_sockets(), local, remote)
+
+    def wait_state(self, local: tuple, remote: tuple, *states: str, timeout: float = 5.0) -> str:
+        from .diag import wait_state
+        return wait_state(self, local, remote, states, timeout)
+
+    def wait_listening(self, port: int, family: Any = 4, timeout: float = 5.0) -> None:
+        from .diag import wait_listening
+        wait_listening(self, port, family_of(family), timeout)
+
+    def _close(self) -> list[str]:
+        errors = []
+        for c in reversed(self._closables):
+            try:
+                c.close()
+            except Exception as exc:
+                errors.append(f"{self.name}: closing {c!r}: {exc!r}")
+        self._closables.clear()
+        return errors
+
+    def __repr__(self) -> str:
+        return f"<Host {self.name} {self.addr(4)} {self.addr(6)}>"
+
+
+class Topology:
+    """Client and server hosts joined by an impairable wire.  Use as a context manager.
+
+    ``workdir`` is where captures and program output go (a fresh temporary directory by default).
+    """
+
+    def __init__(self, *, workdir: str | os.PathLike | None = None):
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="tcplab-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._namespaces: list[Namespace] = []
+        self.impairments = None
+        try:
+            # Three threads unshare in parallel.
+            c_ns, s_ns, w_ns = (Namespace(n) for n in (CLIENT, SERVER, "wire"))
+            self._namespaces = [c_ns, s_ns, w_ns]
+            self.client = Host(self, CLIENT, c_ns)
+            self.server = Host(self, SERVER, s_ns)
+            self.wire = w_ns
+            # conf.default must be set before eth0 arrives in each host.
+            pins = [h.ns.submit(h._pin_sysctls) for h in (self.client, self.server)]
+            self.pinned = pins[0].result()
+            pins[1].result()
+            w_ns.run(self._build_wire)
+            jobs = [h.ns.submit(h._configure_link) for h in (self.client, self.server)]
+            for j in jobs:
+                j.result()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def hosts(self) -> tuple[Host, Host]:
+        return (self.client, self.server)
+
+    def _build_wire(self) -> None:
+        ipr = _ipr(self.wire)
+        ipr.link("set", index=1, state="up")
+        ipr.link("add", ifname=BRIDGE, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        (br,) = ipr.link_lookup(ifname=BRIDGE)
+        for host in (self.client, self.server):
+            port = WIRE_PORT[host.name]
+            ipr.link("add", ifname=port, kind="veth",
+                     peer={"ifname": IFNAME, "address": host.mac, "net_ns_fd": host.ns.fd})
+            (idx,) = ipr.link_lookup(ifname=port)
+            ipr.link("set", index=idx, master=br, state="up")
+        ipr.link("set", index=br, state="up")
+        self.wire_ports = {name: ipr.link_lookup(ifname=p)[0] for name, p in WIRE_PORT.items()}
+
+    def capture(self, name: str = "capture", **kw: Any):
+        """Start a capture on both ends of the link; see :class:`tcplab.capture.Capture`."""
+        from .capture import Capture
+        return Capture(self, name=name, **kw)
+
+    def close(self) -> None:
+        """Tear everything down: programs, sockets, impairments, namespaces (reclaimed by the
+        kernel with their devices).  Raises once at the end if any clean-up step failed."""
+        errors: list[str] = []
+        for h in (getattr(self, "client", None), getattr(self, "server", None)):
+            if h is not None:
+                errors += h._close()
+        for ns in reversed(self._namespaces):
+            errors += ns.close()
+        self._namespaces = []
+        if errors:
+            raise TcplabError("clean-up failed:\n  " + "\n  ".join(errors))
+
+    def __enter__(self) -> "Topology":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,371 @@
+"""The trace model: TCP segments grouped per connection, with absolute and relative numbers.
+
+A :class:`Trace` is built from the captures at both ends.  The *exchange* of a connection is what
+each side **sent** (taken from the sender's own capture), in time order; what each side
+**received** comes from the receiver's capture.  A segment sent but never received was lost on the
+wire, and :meth:`Connection.lost` lists those.
+
+Two notations (see :meth:`Connection.line` and :meth:`Connection.tcpdump`):
+
+* packetdrill style, relative to each side's ISN: ``> S 0:0(0)``, ``< S. 0:0(0) ack 1``,
+  ``> . 1:1(0) ack 1``; ``>`` is client to server (the side that sent the first SYN), ``<`` the
+  other way;
+* tcpdump style, absolute or relative: ``IP 198.18.0.1.3337 > 198.18.0.2.7788: S 3626544836:3626544836(0)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import TcplabError
+
+#: tcpdump's flag letters, in tcpdump's print order (FIN+PSH+ACK is "FP.", SYN+ACK is "S.").
+FLAG_LETTERS = (("FIN", "F"), ("SYN", "S"), ("RST", "R"), ("PSH", "P"), ("ACK", "."), ("URG", "U"),
+                ("ECE", "E"), ("CWR", "W"))
+FLAG_BITS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20,
+             "ECE": 0x40, "CWR": 0x80}
+LETTER_TO_NAME = {letter: name for name, letter in FLAG_LETTERS}
+MOD = 1 << 32
+
+
+def flags_from_bits(bits: int) -> frozenset[str]:
+    return frozenset(n for n, b in FLAG_BITS.items() if bits & b)
+
+
+def flags_from_letters(text: str) -> frozenset[str]:
+    """``"S."`` -> {SYN, ACK}.  Raises ValueError naming the valid letters."""
+    bad = [c for c in text if c not in LETTER_TO_NAME]
+    if bad or not text:
+        raise ValueError(f"unknown TCP flag letter(s) {''.join(bad) or text!r}: use tcpdump's letters "
+                         "S (SYN) F (FIN) R (RST) P (PSH) U (URG) E (ECE) W (CWR) and . (ACK), e.g. 'S.'")
+    return frozenset(LETTER_TO_NAME[c] for c in text)
+
+
+def letters(flags: Iterable[str]) -> str:
+    fl = set(flags)
+    return "".join(letter for name, letter in FLAG_LETTERS if name in fl) or "none"
+
+
+def render_options(options: tuple) -> str:
+    out = []
+    for name, value in options:
+        if name == "MSS":
+            out.append(f"mss {value}")
+        elif name == "SAckOK":
+            out.append("sackOK")
+        elif name == "Timestamp":
+            out.append(f"TS val {value[0]} ecr {value[1]}")
+        elif name == "NOP":
+            out.append("nop")
+        elif name == "WScale":
+            out.append(f"wscale {value}")
+        elif name == "SAck":
+            out.append("sack " + " ".join(f"{value[i]}:{value[i + 1]}" for i in range(0, len(value) - 1, 2)))
+        elif name == "EOL":
+            out.append("eol")
+        else:
+            out.append(f"{name} {value!r}" if value not in (None, b"") else str(name))
+    return ",".join(out)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One TCP segment as a capture saw it."""
+    time: float
+    family: int
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    flags: frozenset
+    seq: int
+    ack: int
+    win: int
+    length: int
+    urgptr: int = 0
+    options: tuple = ()
+    payload: bytes = b""
+
+    @property
+    def letters(self) -> str:
+        return letters(self.flags)
+
+    @property
+    def end(self) -> int:
+        return (self.seq + self.length) % MOD
+
+    def key(self) -> tuple:
+        """What identifies one transmission across both captures (TS val makes copies distinct)."""
+        return (self.src, self.sport, self.dst, self.dport, self.flags, self.seq, self.ack, self.win,
+                self.length, self.options, self.payload)
+
+    @classmethod
+    def from_scapy(cls, pkt: Any) -> "Segment | None":
+        from scapy.layers.inet import IP, TCP
+        from scapy.layers.inet6 import IPv6
+        if TCP not in pkt:
+            return None
+        if IP in pkt:
+            ip, fam = pkt[IP], 4
+            length = ip.len - ip.ihl * 4 - pkt[TCP].dataofs * 4
+        elif IPv6 in pkt:
+            ip, fam = pkt[IPv6], 6
+            length = ip.plen - pkt[TCP].dataofs * 4  # no extension headers on tcplab's links
+        else:
+            return None
+        tcp = pkt[TCP]
+        payload = bytes(tcp.payload)[:max(length, 0)]
+        return cls(time=float(pkt.time), family=fam, src=ip.src, sport=tcp.sport, dst=ip.dst,
+                   dport=tcp.dport, flags=flags_from_bits(int(tcp.flags)), seq=tcp.seq, ack=tcp.ack,
+                   win=tcp.window, length=max(length, 0), urgptr=tcp.urgptr,
+                   options=tuple((n, v) for n, v in tcp.options), payload=payload)
+
+
+def _endpoint(ip: str, port: int, family: int) -> str:
+    return f"[{ip}]:{port}" if family == 6 else f"{ip}:{port}"
+
+
+class Connection:
+    """The segments of one 4-tuple, oriented client (first SYN's sender) -> server."""
+
+    def __init__(self, client: tuple[str, int], server: tuple[str, int], sent: list[Segment],
+                 received: list[Segment] | None, pcaps: dict[str, Path] | None = None):
+        self.client = client
+        self.server = server
+        self.segments = sorted(sent, key=lambda s: s.time)
+        self.received = sorted(received, key=lambda s: s.time) if received is not None else None
+        self.pcaps = dict(pcaps or {})
+        self.family = self.segments[0].family if self.segments else 4
+        self.isn = {}
+        for side in ("client", "server"):
+            own = [s for s in self.segments if self.side(s) == side]
+            syn = [s for s in own if "SYN" in s.flags]
+            self.isn[side] = (syn or own)[0].seq if own else None
+        self._lost = self._find_lost()
+
+    # -- orientation and numbers --------------------------------------------------------
+    def side(self, seg: Segment) -> str:
+        return "client" if (seg.src, seg.sport) == self.client else "server"
+
+    def arrow(self, seg: Segment) -> str:
+        return ">" if self.side(seg) == "client" else "<"
+
+    def rel_seq(self, seg: Segment) -> int:
+        isn = self.isn[self.side(seg)]
+        return (seg.seq - isn) % MOD if isn is not None else seg.seq
+
+    def rel_ack(self, seg: Segment) -> int | None:
+        if "ACK" not in seg.flags:
+            return None
+        isn = self.isn["server" if self.side(seg) == "client" else "client"]
+        return (seg.ack - isn) % MOD if isn is not None else seg.ack
+
+    # -- loss -------------------------------------------------------------------------
+    def _find_lost(self) -> set[int] | None:
+        """Indices of sent segments with no matching arrival at the peer (None: unknown)."""
+        if self.received is None:
+            return None
+        arrivals: dict[tuple, list[float]] = {}
+        for r in self.received:
+            arrivals.setdefault(r.key(), []).append(r.time)
+        lost = set()
+        by_key: dict[tuple, list[int]] = {}
+        for i, s in enumerate(self.segments):
+            by_key.setdefault(s.key(), []).append(i)
+        for key, idxs in by_key.items():
+            unmatched = list(idxs)
+            for t in arrivals.get(key, []):
+                # the copy that arrived is the latest one sent before it arrived
+                cands = [i for i in unmatched if self.segments[i].time <= t + 1e-3]
+                pick = cands[-1] if cands else (unmatched[0] if unmatched else None)
+                if pick is not None:
+                    unmatched.remove(pick)
+            lost.update(unmatched)
+        return lost
+
+    def lost(self) -> list[Segment]:
+        """Segments that were sent but never reached the peer's capture."""
+        if self._lost is None:
+            raise TcplabError("this trace has only one capture, so losses cannot be told apart")
+        return [s for i, s in enumerate(self.segments) if i in self._lost]
+
+    def is_lost(self, index: int) -> bool:
+        return bool(self._lost) and index in self._lost
+
+    def retransmissions(self) -> list[Segment]:
+        """Segments that repeat an earlier one's direction, flags, seq, length and ack."""
+        seen, out = set(), []
+        for s in self.segments:
+            k = (self.side(s), s.flags, s.seq, s.length, s.ack)
+            if k in seen and (s.length or s.flags & {"SYN", "FIN"}):
+                out.append(s)
+            seen.add(k)
+        return out
+
+    # -- rendering ---------------------------------------------------------------------
+    def line(self, seg: Segment, *, win: bool = False, options: bool = False) -> str:
+        """packetdrill-style relative notation, e.g. ``< S. 0:0(0) ack 1``."""
+        rs = self.rel_seq(seg)
+        text = f"{self.arrow(seg)} {seg.letters} {rs}:{(rs + seg.length) % MOD}({seg.length})"
+        ra = self.rel_ack(seg)
+        if ra is not None:
+            text += f" ack {ra}"
+        if win:
+            text += f" win {seg.win}"
+        if options and seg.options:
+            text += f" <{render_options(seg.options)}>"
+        return text
+
+    def script(self, **kw: Any) -> str:
+        return "\n".join(self.line(s, **kw) for s in self.segments)
+
+    def tcpdump(self, seg: Segment, *, absolute: bool = False) -> str:
+        """tcpdump's classic one-line form (``S x:x(0)``, ``S y:y(0) ack x+1``, ``. ack 1``).
+
+        Relative mode does what tcpdump does: SYNs print raw numbers, every later segment prints
+        seq and ack relative to the ISNs.  Absolute mode prints raw numbers throughout."""
+        proto = "IP6" if seg.family == 6 else "IP"
+        text = f"{proto} {seg.src}.{seg.sport} > {seg.dst}.{seg.dport}: "
+        text += seg.letters.replace(".", "") or "."
+        raw = absolute or "SYN" in seg.flags
+        seq = seg.seq if raw else self.rel_seq(seg)
+        if seg.length or seg.flags & {"SYN", "FIN", "RST"}:
+            text += f" {seq}:{(seq + seg.length) % MOD}({seg.length})"
+        if "ACK" in seg.flags:
+            text += f" ack {seg.ack if raw else self.rel_ack(seg)}"
+        text += f" win {seg.win}"
+        if seg.options:
+            text += f" <{render_options(seg.options)}>"
+        return text
+
+    def tcpdump_lines(self, *, absolute: bool = False) -> str:
+        return "\n".join(self.tcpdump(s, absolute=absolute) for s in self.segments)
+
+    def ladder(self, notes: dict[int, str] | None = None, missing: str | None = None) -> str:
+        """An arrow diagram of the exchange; ``notes`` puts text beside rows (by index)."""
+        notes = notes or {}
+        labels = [self.line(s)[2:] for s in self.segments]
+        w = max([len(x) for x in labels] + [24])
+        t0 = self.segments[0].time if self.segments else 0.0
+        left = f"client {_endpoint(*self.client, self.family)}"
+        right = f"server {_endpoint(*self.server, self.family)}"
+        rows = [f"{'':13}{left:<{w + 10}}{right}"]
+        for i, (s, lab) in enumerate(zip(self.segments, labels)):
+            lost = self.is_lost(i)
+            if self.side(s) == "client":
+                arrow = f"|---- {lab:<{w}} " + ("--x  |" if lost else "---->|")
+            else:
+                arrow = ("|  x- " if lost else "|<--- ") + f"{lab:<{w}} -----|"
+            row = f"{i + 1:>4} {s.time - t0:7.3f}s {arrow}"
+            extra = []
+            if lost:
+                extra.append("lost on the wire")
+            if i in notes:
+                extra.append(notes[i])
+            if extra:
+                row += "  << " + "; ".join(extra)
+            rows.append(row)
+        if missing:
+            rows.append(f"{'':13}{'(no more segments)':<{w + 12}}  << {missing}")
+        return "\n".join(rows)
+
+    def pcap_note(self) -> str:
+        return "capture: " + ", ".join(str(p) for p in self.pcaps.values()) if self.pcaps else "capture: (none saved)"
+
+    # -- expectations ----------------------------------------------------------------
+    def expect(self, script: str, *, complete: bool = True) -> None:
+        """Assert the exchange matches ``script``; see :mod:`tcplab.expect` for the notation."""
+        from .expect import Expectation
+        Expectation.parse(script).check(self, complete=complete)
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self.segments)
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.client} -> {self.server}: {len(self.segments)} segments>"
+
+
+class Trace:
+    """All TCP connections seen by one capture session."""
+
+    def __init__(self, connections: list[Connection], pcaps: dict[str, Path] | None = None):
+        self.connections_list = connections
+        self.pcaps = dict(pcaps or {})
+
+    @classmethod
+    def from_segments(cls, sent: list[Segment], received: list[Segment] | None = None,
+                      pcaps: dict[str, Path] | None = None) -> "Trace":
+        groups: dict[frozenset, list[Segment]] = {}
+        for s in sorted(sent, key=lambda s: s.time):
+            groups.setdefault(frozenset({(s.src, s.sport), (s.dst, s.dport)}), []).append(s)
+        rgroups: dict[frozenset, list[Segment]] = {}
+        for s in received or []:
+            rgroups.setdefault(frozenset({(s.src, s.sport), (s.dst, s.dport)}), []).append(s)
+        conns = []
+        for k, segs in groups.items():
+            first_syn = next((s for s in segs if s.flags & {"SYN", "ACK"} == {"SYN"}), segs[0])
+            client = (first_syn.src, first_syn.sport)
+            server = (first_syn.dst, first_syn.dport)
+            conns.append(Connection(client, server, segs,
+                                    rgroups.get(k, []) if received is not None else None, pcaps))
+        conns.sort(key=lambda c: c.segments[0].time)
+        return cls(conns, pcaps)
+
+    @classmethod
+    def from_captures(cls, packets: dict[str, list], topo: Any, pcaps: dict[str, Path]) -> "Trace":
+        """Build from per-host packet lists (``{"client": [...], "server": [...]}``)."""
+        sent, received = [], []
+        for host in topo.hosts:
+            mine = {host.addr(4), host.addr(6)}
+            for p in packets.get(host.name, []):
+                seg = Segment.from_scapy(p)
+                if seg is None:
+                    continue
+                (sent if seg.src in mine else received if seg.dst in mine else []).append(seg)
+        return cls.from_segments(sent, received, pcaps)
+
+    @classmethod
+    def from_pcaps(cls, sender_side: dict[str, Any], endpoints: dict[str, set[str]]) -> "Trace":
+        """Offline: ``sender_side`` maps host name to a pcap path; ``endpoints`` maps host name to
+        its IP addresses.  Each host's pcap supplies what it sent and what it received."""
+        from scapy.utils import rdpcap
+        sent, received = [], []
+        for name, path in sender_side.items():
+            for p in rdpcap(str(path)):
+                seg = Segment.from_scapy(p)
+                if seg is None:
+                    continue
+                if seg.src in endpoints[name]:
+                    sent.append(seg)
+                elif seg.dst in endpoints[name]:
+                    received.append(seg)
+        return cls.from_segments(sent, received, {n: Path(p) for n, p in sender_side.items()})
+
+    @classmethod
+    def from_pcap(cls, path: Any) -> "Trace":
+        """Offline, one capture holding both directions (no loss information)."""
+        from scapy.utils import rdpcap
+        segs = [s for s in (Segment.from_scapy(p) for p in rdpcap(str(path))) if s]
+        return cls.from_segments(segs, None, {"pcap": Path(path)})
+
+    def connections(self, *, port: int | None = None) -> list[Connection]:
+        return [c for c in self.connections_list if port is None or port in (c.server[1], c.client[1])]
+
+    def connection(self, *, port: int | None = None, index: int | None = None) -> Connection:
+        """The one connection to/from ``port`` (or the ``index``-th of them)."""
+        conns = self.connections(port=port)
+        if index is not None:
+            if index >= len(conns):
+                raise TcplabError(f"connection index {index} out of range: the trace has {len(conns)} "
+                                  f"connection(s) on port {port}")
+            return conns[index]
+        if len(conns) != 1:
+            listing = "\n  ".join(repr(c) for c in self.connections_list) or "(no TCP segments captured)"
+            raise TcplabError(f"expected exactly one connection on port {port}, found {len(conns)}; pass "
+                              f"index= to choose. Connections seen:\n  {listing}\n  capture: "
+                              + ", ".join(str(p) for p in self.pcaps.values()))
+        return conns[0]
