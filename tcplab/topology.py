@@ -260,6 +260,29 @@ class Topology:
         ipr.link("set", index=br, state="up")
         self.wire_ports = {name: ipr.link_lookup(ifname=p)[0] for name, p in WIRE_PORT.items()}
 
+    def impair(self, *, c2s=None, s2c=None, both=None, drops=(), backend: str | None = None):
+        """Impair the wire: ``c2s``/``s2c`` (or ``both``) are :class:`tcplab.impair.Netem` specs,
+        ``drops`` a list of :class:`tcplab.impair.Drop`.  Returns the applied
+        :class:`tcplab.impair.WireImpairments` (backend, counters).  Can be called once."""
+        from .impair import Drop, Netem, WireImpairments, chosen_backend
+        if self.impairments is not None:
+            raise ConfigError("the wire is already impaired: give every impairment in one impair() call")
+        if both is not None:
+            if c2s is not None or s2c is not None:
+                raise ConfigError("give either both= or c2s=/s2c=, not both")
+            c2s = s2c = both
+        for name, spec in (("c2s", c2s), ("s2c", s2c)):
+            if spec is not None and not isinstance(spec, Netem):
+                raise ConfigError(f"{name}= takes a tcplab.impair.Netem(...), not {type(spec).__name__}")
+        drops = list(drops)
+        for d in drops:
+            if not isinstance(d, Drop):
+                raise ConfigError(f"drops= takes tcplab.impair.Drop(...) items, not {type(d).__name__}")
+        imp = WireImpairments(self, chosen_backend(backend))
+        imp.apply(c2s, s2c, drops)
+        self.impairments = imp
+        return imp
+
     def capture(self, name: str = "capture", **kw: Any):
         """Start a capture on both ends of the link; see :class:`tcplab.capture.Capture`."""
         from .capture import Capture

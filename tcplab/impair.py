@@ -1,0 +1,333 @@
+"""Impairments on the wire between client and server: statistical (netem or nftables) and targeted.
+
+Everything here acts in the middle *wire* namespace, on frames crossing its bridge.  A frame
+dropped there has left the sender (its capture shows it, its TCP retransmits it) and never reaches
+the receiver (its capture does not show it): real loss, the same for every backend.
+
+Two backends for statistical impairments, chosen by probing the kernel (not its version string):
+
+* ``netem``: sch_netem on the egress of the wire port towards the receiver.  Loss (with
+  correlation), delay, jitter, duplication, reordering, corruption, rate.
+* ``nft``: kernel nftables in the wire's bridge, for kernels without sch_netem.  Random loss only;
+  anything else raises :class:`~tcplab.errors.Unsupported` with the exact reason (a lab is never
+  run unimpaired).
+
+Targeted drops (:class:`Drop`) always use nftables: drop exactly the Nth segment in one direction
+whose flags match a pattern (and optionally that carries payload), e.g. the first SYN-ACK.
+
+The backend is ``auto`` unless ``TCPLAB_BACKEND`` (or pytest's ``--tcplab-backend``) says
+``netem`` or ``nft``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigError, TcplabError, Unsupported
+from .trace import flags_from_letters
+
+BACKENDS = ("auto", "netem", "nft")
+DIRECTIONS = {">": "c2s", "c2s": "c2s", "client>server": "c2s", "<": "s2c", "s2c": "s2c",
+              "server>client": "s2c"}
+#: wire port a frame *enters* through, per direction; netem sits on the port it *leaves* through.
+INGRESS_PORT = {"c2s": "c", "s2c": "s"}
+EGRESS_PORT = {"c2s": "s", "s2c": "c"}
+NFT_FLAG = {"FIN": "fin", "SYN": "syn", "RST": "rst", "PSH": "psh", "ACK": "ack", "URG": "urg",
+            "ECE": "ecn", "CWR": "cwr"}
+
+
+def _pct(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 100:
+        raise ConfigError(f"{name}={v!r} is out of range: a percentage from 0 to 100 (e.g. {name}=25)")
+    return float(v)
+
+
+def _ms(name: str, v: Any, hi: float = 60_000) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
+        raise ConfigError(f"{name}={v!r} is out of range: milliseconds from 0 to {hi:g}")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class Netem:
+    """Statistical impairment of one direction.  Percentages 0-100, times in milliseconds."""
+    loss: float = 0
+    loss_corr: float = 0
+    delay: float = 0
+    jitter: float = 0
+    duplicate: float = 0
+    reorder: float = 0
+    corrupt: float = 0
+    rate_kbit: int | None = None
+    limit: int = 1000
+
+    def __post_init__(self):
+        for n in ("loss", "loss_corr", "duplicate", "reorder", "corrupt"):
+            _pct(n, getattr(self, n))
+        _ms("delay", self.delay)
+        _ms("jitter", self.jitter)
+        if self.jitter and not self.delay:
+            raise ConfigError(f"jitter={self.jitter:g} ms needs a delay: set delay >= jitter")
+        if self.loss_corr and not self.loss:
+            raise ConfigError("loss_corr needs loss > 0 (correlation of what?)")
+        if self.reorder and not self.delay:
+            raise ConfigError("reorder needs a delay: reordered segments skip the delay the others get")
+        if self.rate_kbit is not None and (not isinstance(self.rate_kbit, int) or not 8 <= self.rate_kbit <= 10**8):
+            raise ConfigError(f"rate_kbit={self.rate_kbit!r} is out of range: an integer from 8 to 100000000")
+        if not isinstance(self.limit, int) or not 1 <= self.limit <= 10**6:
+            raise ConfigError(f"limit={self.limit!r} is out of range: packets from 1 to 1000000")
+
+    def needs_netem(self) -> list[str]:
+        """The features set here that only sch_netem can emulate."""
+        out = [f.name for f in fields(self) if f.name not in ("loss", "limit")
+               and getattr(self, f.name) not in (0, None)]
+        return out
+
+    def is_null(self) -> bool:
+        return all(getattr(self, f.name) in (0, None) for f in fields(self) if f.name != "limit")
+
+    def tc_kwargs(self) -> dict:
+        """Keyword arguments for pyroute2's ``tc("add", "netem", ...)`` (times in microseconds).
+        pyroute2 silently ignores unknown keywords, so the names here are pinned by a test."""
+        kw: dict[str, Any] = {"limit": self.limit}
+        if self.delay:
+            kw["delay"] = int(self.delay * 1000)
+        if self.jitter:
+            kw["jitter"] = int(self.jitter * 1000)
+        if self.loss:
+            kw["loss"] = self.loss
+        if self.loss_corr:
+            kw["loss_corr"] = self.loss_corr
+        if self.duplicate:
+            kw["duplicate"] = self.duplicate
+        if self.reorder:
+            kw["prob_reorder"] = self.reorder
+        if self.corrupt:
+            kw["prob_corrupt"] = self.corrupt
+        if self.rate_kbit:
+            kw["rate"] = f"{self.rate_kbit}kbit"
+        return kw
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Drop exactly the ``nth`` segment travelling ``direction`` whose flags are exactly ``flags``
+    (tcpdump letters, e.g. ``"S."`` for SYN-ACK, ``"."`` for a pure ACK, ``"F."``).  With
+    ``payload=True``/``False`` only segments with/without payload count."""
+    direction: str
+    flags: str
+    nth: int = 1
+    payload: bool | None = None
+
+    def __post_init__(self):
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(f"direction={self.direction!r}: use '>' (client to server) or '<' (server to client)")
+        try:
+            flags_from_letters(self.flags)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if isinstance(self.nth, bool) or not isinstance(self.nth, int) or not 1 <= self.nth <= 10**6:
+            raise ConfigError(f"nth={self.nth!r} is out of range: 1 (the first match) to 1000000")
+        if self.payload not in (None, True, False):
+            raise ConfigError(f"payload={self.payload!r}: use True, False or None (either)")
+
+    @property
+    def dir(self) -> str:
+        return DIRECTIONS[self.direction]
+
+    def nft_match(self) -> str:
+        names = flags_from_letters(self.flags)
+        want = "|".join(NFT_FLAG[n] for n in sorted(names)) if names else "0x0"
+        mask = "|".join(NFT_FLAG[n] for n in NFT_FLAG)
+        return f'iifname "{INGRESS_PORT[self.dir]}" tcp flags & ({mask}) == {want}'
+
+    def describe(self) -> str:
+        arrow = ">" if self.dir == "c2s" else "<"
+        extra = "" if self.payload is None else (" with payload" if self.payload else " without payload")
+        return f"drop segment #{self.nth} matching '{arrow} {self.flags}'{extra}"
+
+
+# -- backend detection -----------------------------------------------------------------------
+
+_probe_cache: dict[str, Any] = {}
+
+
+def probe_netem() -> tuple[bool, str]:
+    """Can this kernel attach a netem qdisc?  Tried for real on a dummy device in a scratch
+    namespace (never the root namespace)."""
+    if "netem" in _probe_cache:
+        return _probe_cache["netem"]
+    from .netns import Namespace
+
+    def attempt() -> tuple[bool, str]:
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
+        with IPRoute() as ipr:
+            ipr.link("add", ifname="probe0", kind="veth", peer={"ifname": "probe1"})
+            (idx,) = ipr.link_lookup(ifname="probe0")
+            try:
+                ipr.tc("add", "netem", index=idx, handle="1:", delay=1000)
+                return True, "sch_netem works"
+            except NetlinkError as exc:
+                return False, f"the kernel refused a netem qdisc ({exc.args[-1] if exc.args else exc}): " \
+                              "sch_netem is not built in and cannot be loaded"
+    try:
+        with Namespace("netem-probe") as ns:
+            result = ns.run(attempt)
+    except Exception as exc:
+        result = (False, f"netem probe failed: {exc}")
+    _probe_cache["netem"] = result
+    return result
+
+
+def probe_nft() -> tuple[bool, str]:
+    if "nft" in _probe_cache:
+        return _probe_cache["nft"]
+    if shutil.which("nft") is None:
+        result = (False, "the nft command is missing: apt-get install nftables (ci/setup installs it)")
+    else:
+        from .netns import Namespace
+        with Namespace("nft-probe") as ns:
+            r = ns.run(subprocess.run, ["nft", "-f", "-"], input="table bridge probe {\n chain f {\n type filter "
+                       "hook forward priority 0;\n tcp flags syn counter\n }\n}\n", capture_output=True, text=True)
+        result = (r.returncode == 0, "nftables works" if r.returncode == 0 else
+                  f"nft could not create a bridge table: {r.stderr.strip()} (kernel lacks nf_tables?)")
+    _probe_cache["nft"] = result
+    return result
+
+
+def chosen_backend(requested: str | None = None) -> str:
+    """Resolve ``auto`` to the backend this kernel supports; validate explicit choices."""
+    req = (requested or os.environ.get("TCPLAB_BACKEND") or "auto").strip().lower()
+    if req not in BACKENDS:
+        raise ConfigError(f"backend {req!r} is unknown: use one of {', '.join(BACKENDS)} "
+                          "(TCPLAB_BACKEND or --tcplab-backend)")
+    if req == "auto":
+        return "netem" if probe_netem()[0] else "nft"
+    return req
+
+
+# -- applying impairments in the wire namespace -------------------------------------------------
+
+class WireImpairments:
+    """What is currently applied on a topology's wire.  Built by :meth:`Topology.impair`."""
+
+    TABLE = "tcplab"
+
+    def __init__(self, topo, backend: str):
+        self.topo = topo
+        self.backend = backend
+        self.netem: dict[str, Netem] = {}
+        self.drops: list[Drop] = []
+        self._nft_rules: list[str] = []
+
+    def apply(self, c2s: Netem | None, s2c: Netem | None, drops: list[Drop]) -> None:
+        for d, spec in (("c2s", c2s), ("s2c", s2c)):
+            if spec is None or spec.is_null():
+                continue
+            if self.backend == "netem":
+                ok, why = probe_netem()
+                if not ok:
+                    raise Unsupported(f"netem backend requested but {why}")
+                self.topo.wire.run(self._tc_add, d, spec)
+            else:
+                extra = spec.needs_netem()
+                if extra:
+                    raise Unsupported(f"this kernel lacks sch_netem (backend {self.backend}); "
+                                      f"{', '.join(extra)} needs it; only random loss has an nftables fallback")
+                if spec.loss:
+                    # numgen random mod 10000: loss in hundredths of a percent
+                    self._nft_rules.append(f'iifname "{INGRESS_PORT[d]}" meta l4proto tcp '
+                                           f'numgen random mod 10000 < {round(spec.loss * 100)} counter drop')
+            self.netem[d] = spec
+        for drop in drops:
+            self._nft_rules.extend(self._drop_rules(drop, len(self.drops)))
+            self.drops.append(drop)
+        if self._nft_rules:
+            self._nft_load()
+
+    def _tc_add(self, direction: str, spec: Netem) -> None:
+        from .topology import _ipr
+        ipr = _ipr(self.topo.wire)
+        idx = self.topo.wire_ports[EGRESS_PORT_HOST[direction]]
+        ipr.tc("replace", "netem", index=idx, handle="1:", **spec.tc_kwargs())
+
+    def _drop_rules(self, drop: Drop, n: int) -> list[str]:
+        count = f"numgen inc mod 1000000000 == {drop.nth - 1} counter drop comment \"drop{n}\""
+        if drop.payload is None:
+            return [f"{drop.nft_match()} {count}"]
+        # Payload length = IP length - IP header - TCP header (doff words): one jump per doff value
+        # into a chain that holds the single counting rule, so every match shares one counter.
+        rules = []
+        for doff in range(5, 16):
+            hdr = doff * 4
+            for fam, cond in (("ip", f"ip length {'>' if drop.payload else '=='} {20 + hdr}"),
+                              ("ip6", f"ip6 length {'>' if drop.payload else '=='} {hdr}")):
+                rules.append(f"ether type {fam} {drop.nft_match()} tcp doff {doff} {cond} jump drop{n}")
+        self._chains = getattr(self, "_chains", []) + [f"  chain drop{n} {{\n    {count}\n  }}"]
+        return rules
+
+    def _nft_load(self) -> None:
+        ok, why = probe_nft()
+        if not ok:
+            raise Unsupported(why)
+        chains = "\n".join(getattr(self, "_chains", []))
+        body = "\n    ".join(self._nft_rules)
+        script = (f"flush ruleset\ntable bridge {self.TABLE} {{\n{chains}\n  chain forward {{\n    type filter "
+                  f"hook forward priority 0; policy accept;\n    {body}\n  }}\n}}\n")
+        r = self.topo.wire.run(subprocess.run, ["nft", "-f", "-"], input=script, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise TcplabError(f"nft rejected tcplab's rules: {r.stderr.strip()}\nrules:\n{script}")
+
+    def counters(self) -> dict[str, int]:
+        """Packets dropped so far by each nftables rule: ``drop0``.. for targeted drops, ``loss``
+        for random loss (summed over directions)."""
+        if not self._nft_rules:
+            return {}
+        r = self.topo.wire.run(subprocess.run, ["nft", "-j", "list", "table", "bridge", self.TABLE],
+                               capture_output=True, text=True)
+        if r.returncode != 0:
+            raise TcplabError(f"nft list failed: {r.stderr.strip()}")
+        out: dict[str, int] = {}
+        for item in json.loads(r.stdout)["nftables"]:
+            rule = item.get("rule")
+            if not rule:
+                continue
+            pk = next((e["counter"]["packets"] for e in rule["expr"] if "counter" in e), None)
+            if pk is None:
+                continue
+            name = rule.get("comment") or "loss"
+            out[name] = out.get(name, 0) + pk
+        return out
+
+    def netem_stats(self) -> dict[str, dict]:
+        """Per direction: the qdisc's sent/dropped packet counts (netem backend)."""
+        from .topology import _ipr
+
+        def read():
+            ipr = _ipr(self.topo.wire)
+            out = {}
+            for d in self.netem:
+                idx = self.topo.wire_ports[EGRESS_PORT_HOST[d]]
+                for q in ipr.get_qdiscs(index=idx):
+                    if q.get_attr("TCA_KIND") == "netem":
+                        st = q.get_attr("TCA_STATS2").get_attr("TCA_STATS_BASIC")
+                        st2 = q.get_attr("TCA_STATS2").get_attr("TCA_STATS_QUEUE")
+                        out[d] = {"packets": st["packets"], "drops": st2["drops"]}
+            return out
+        return self.topo.wire.run(read)
+
+    def describe(self) -> str:
+        parts = [f"backend {self.backend}"]
+        for d, spec in self.netem.items():
+            parts.append(f"{d}: " + ", ".join(f"{k}={v}" for k, v in spec.tc_kwargs().items() if k != "limit"))
+        parts += [d.describe() for d in self.drops]
+        return "; ".join(parts)
+
+
+#: host whose wire port a direction leaves through
+EGRESS_PORT_HOST = {"c2s": "server", "s2c": "client"}
