@@ -95,3 +95,60 @@ def test_handshake_between_programs_we_did_not_write(hosts, family):
     conn = cap.trace.connection(port=8080)
     conn.expect(HANDSHAKE, complete=False)
     assert any(s.length > 0 for s in conn.segments[3:]), "the HTTP request and reply carry data"
+
+
+@pytest.mark.lab("H1", "H2", "H3", "R1", points=4)
+def test_half_open_states_when_syn_ack_is_lost(hosts, family):
+    """Hold the handshake mid-way by dropping exactly the first SYN-ACK on the wire.
+
+    The client stays in SYN_SENT and the server keeps a half-open SYN_RECV entry (Linux shows it as
+    a request socket, not yet accept()-able).  About 1 s later both retransmission timers fire
+    (the client's SYN timer and the server's SYN-ACK timer), in an order that is a race, so the
+    lab states them as "any order".  Retransmitted SYNs and SYN-ACKs carry the original numbers."""
+    from tcplab.impair import Drop
+    imp = hosts.impair(drops=[Drop("<", "S.")])
+    with hosts.capture() as cap:
+        server = hosts.server.listen(port=7788, family=family)
+        client = hosts.client.connect(server.address, wait=False)
+        assert client.wait_state("SYN_SENT") == "SYN_SENT"
+        assert hosts.server.wait_state(server.address, client.local, "SYN_RECV") == "SYN_RECV"
+        client.wait_connected(timeout=10)
+        accepted = server.accept(timeout=10)
+        accepted.wait_state("ESTABLISHED")
+    assert imp.counters() == {"drop0": 1}
+    conn = cap.trace.connection(port=7788)
+    conn.expect("""
+        > S 0:0(0)
+        < S. 0:0(0) ack 1          # dropped on the wire
+        any order:
+            > S 0:0(0) +           # client's SYN timer
+            < S. 0:0(0) ack 1 +    # server's SYN-ACK timer, or the answer to the new SYN
+            > . 1:1(0) ack 1 +
+    """)
+    assert [conn.line(s) for s in conn.lost()] == ["< S. 0:0(0) ack 1"]
+    assert len({s.seq for s in conn if s.flags == {"SYN"}}) == 1
+    assert len({s.seq for s in conn if s.flags == {"SYN", "ACK"}}) == 1
+
+
+@pytest.mark.lab("H2", "H3", points=3)
+def test_server_half_open_until_final_ack(hosts, family):
+    """Drop exactly the handshake's final ACK: the client is ESTABLISHED (it sent the ACK), the
+    server still SYN_RECV.  The server's SYN-ACK timer re-sends the SYN-ACK, the client answers
+    with a new ACK, and only then can the server accept() the connection."""
+    from tcplab.impair import Drop
+    hosts.impair(drops=[Drop(">", ".", payload=False)])
+    with hosts.capture() as cap:
+        server = hosts.server.listen(port=7788, family=family)
+        client = hosts.client.connect(server.address)
+        assert client.state() == "ESTABLISHED"
+        assert hosts.server.wait_state(server.address, client.local, "SYN_RECV") == "SYN_RECV"
+        server.accept(timeout=10).wait_state("ESTABLISHED")
+    conn = cap.trace.connection(port=7788)
+    conn.expect("""
+        > S 0:0(0)
+        < S. 0:0(0) ack 1
+        > . 1:1(0) ack 1           # dropped on the wire
+        < S. 0:0(0) ack 1 +        # SYN-ACK retransmitted by the half-open server
+        > . 1:1(0) ack 1
+    """)
+    assert [conn.line(s) for s in conn.lost()] == ["> . 1:1(0) ack 1"]

@@ -185,8 +185,8 @@ def _parse_block(lines: list[tuple[int, int, str]], i: int, indent: int) -> tupl
         lineno, ind, text = lines[i]
         if ind < indent:
             break
-        if ind > indent:
-            raise ConfigError(f"line {lineno}: unexpected indentation: {text!r}")
+        # A line indented deeper than its block, not under a header, still belongs to the block
+        # (scripts are often concatenated from pieces indented differently).
         head = text.rstrip(":").strip().lower()
         if text.endswith(":") and head in ("any order", "either"):
             body, j = _parse_body(lines, i + 1, ind, lineno)

@@ -117,11 +117,13 @@ class Netem:
 class Drop:
     """Drop exactly the ``nth`` segment travelling ``direction`` whose flags are exactly ``flags``
     (tcpdump letters, e.g. ``"S."`` for SYN-ACK, ``"."`` for a pure ACK, ``"F."``).  With
-    ``payload=True``/``False`` only segments with/without payload count."""
+    ``payload=True``/``False`` only segments with/without payload count.  ``count`` drops that
+    many consecutive matches from the ``nth`` on (e.g. the first three SYNs: ``count=3``)."""
     direction: str
     flags: str
     nth: int = 1
     payload: bool | None = None
+    count: int = 1
 
     def __post_init__(self):
         if self.direction not in DIRECTIONS:
@@ -132,6 +134,8 @@ class Drop:
             raise ConfigError(str(exc)) from None
         if isinstance(self.nth, bool) or not isinstance(self.nth, int) or not 1 <= self.nth <= 10**6:
             raise ConfigError(f"nth={self.nth!r} is out of range: 1 (the first match) to 1000000")
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or not 1 <= self.count <= 10**6:
+            raise ConfigError(f"count={self.count!r} is out of range: 1 to 1000000 consecutive matches")
         if self.payload not in (None, True, False):
             raise ConfigError(f"payload={self.payload!r}: use True, False or None (either)")
 
@@ -148,7 +152,8 @@ class Drop:
     def describe(self) -> str:
         arrow = ">" if self.dir == "c2s" else "<"
         extra = "" if self.payload is None else (" with payload" if self.payload else " without payload")
-        return f"drop segment #{self.nth} matching '{arrow} {self.flags}'{extra}"
+        which = f"#{self.nth}" if self.count == 1 else f"#{self.nth}-#{self.nth + self.count - 1}"
+        return f"drop segment {which} matching '{arrow} {self.flags}'{extra}"
 
 
 # -- backend detection -----------------------------------------------------------------------
@@ -257,7 +262,9 @@ class WireImpairments:
         ipr.tc("replace", "netem", index=idx, handle="1:", **spec.tc_kwargs())
 
     def _drop_rules(self, drop: Drop, n: int) -> list[str]:
-        count = f"numgen inc mod 1000000000 == {drop.nth - 1} counter drop comment \"drop{n}\""
+        first, last = drop.nth - 1, drop.nth + drop.count - 2
+        pick = f"== {first}" if first == last else f"{first}-{last}"
+        count = f"numgen inc mod 1000000000 {pick} counter drop comment \"drop{n}\""
         if drop.payload is None:
             return [f"{drop.nft_match()} {count}"]
         # Payload length = IP length - IP header - TCP header (doff words): one jump per doff value

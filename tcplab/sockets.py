@@ -3,6 +3,7 @@ can ask the kernel (sock_diag) for the socket's TCP state."""
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
 import struct
@@ -66,8 +67,7 @@ class Conn:
         s.setblocking(False)
         err = s.connect_ex(tuple(address[:2]))
         if err not in (0, errno.EINPROGRESS):
-            raise ConnectionError(err, f"connect to {address} from {host.name}: {errno.errorcode.get(err, err)}"
-                                  f" ({__import__('os').strerror(err)})")
+            raise OSError(err, f"connect to {address} from {host.name}: {os.strerror(err)}")
         c = cls(host, s)
         c.peer = tuple(address[:2])
         if wait:
@@ -82,7 +82,7 @@ class Conn:
                               f"within {timeout:g} s")
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
-            raise ConnectionError(err, f"connect to {self.peer}: {errno.errorcode.get(err, err)}")
+            raise OSError(err, f"connect from {self.host.name} to {self.peer}: {os.strerror(err)}")
         self.sock.setblocking(True)
         return self
 

@@ -333,6 +333,8 @@ class Trace:
         """Offline: ``sender_side`` maps host name to a pcap path; ``endpoints`` maps host name to
         its IP addresses.  Each host's pcap supplies what it sent and what it received."""
         from scapy.utils import rdpcap
+        from .capture import load_scapy_layers
+        load_scapy_layers()
         sent, received = [], []
         for name, path in sender_side.items():
             for p in rdpcap(str(path)):
@@ -349,6 +351,8 @@ class Trace:
     def from_pcap(cls, path: Any) -> "Trace":
         """Offline, one capture holding both directions (no loss information)."""
         from scapy.utils import rdpcap
+        from .capture import load_scapy_layers
+        load_scapy_layers()
         segs = [s for s in (Segment.from_scapy(p) for p in rdpcap(str(path))) if s]
         return cls.from_segments(segs, None, {"pcap": Path(path)})
 

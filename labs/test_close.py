@@ -1,0 +1,176 @@
+"""Connection release (claims C1-C6, Q1, Q2).
+
+A FIN closes one direction only, and consumes one sequence number like a SYN: the peer's ACK of a
+FIN at relative seq u is ack u+1.  The textbook's four segments are FIN, ACK, FIN, ACK.
+
+What Linux really does, and these labs assert:
+* every FIN also carries ACK (``F.``), because after the handshake every segment acknowledges;
+* the passive closer ACKs a FIN at once only if it is told to (``quickack`` route metric); with
+  the default delayed ACK, if the application closes right away on EOF, the ACK rides on its FIN
+  and the close takes three segments (``F.``, ``F.``, ``.``): claim Q1's "usually four" is
+  "four only when the peer has something left to do";
+* TIME_WAIT lasts 60 s on Linux (fixed; ``tcp_fin_timeout`` does not change it).
+"""
+import pytest
+
+from tcplab.impair import Drop
+
+HANDSHAKE = """
+    > S 0:0(0)
+    < S. 0:0(0) ack 1
+    > . 1:1(0) ack 1
+"""
+
+
+def _open(hosts, family):
+    server = hosts.server.listen(port=7788, family=family)
+    client = hosts.client.connect(server.address)
+    return client, server.accept()
+
+
+@pytest.mark.lab("C2", "C3", "C4", "C5", "Q1", points=5)
+def test_four_way_close_client_first(hosts, family):
+    hosts.server.quickack(True)  # the passive closer ACKs the FIN at once: four segments
+    with hosts.capture() as cap:
+        client, server = _open(hosts, family)
+        client.close()
+        assert hosts.client.wait_state(client.local, client.peer, "FIN_WAIT_2") == "FIN_WAIT_2"
+        assert server.wait_state("CLOSE_WAIT") == "CLOSE_WAIT"
+        assert server.recv_eof() == b""
+        server.close()
+        assert hosts.client.wait_state(client.local, client.peer, "TIME_WAIT") == "TIME_WAIT"
+        assert hosts.server.wait_state(server.local, server.peer, "CLOSED") == "CLOSED"
+    cap.trace.connection(port=7788).expect(HANDSHAKE + """
+        > F. 1:1(0) ack 1          # client: FIN, seq u = 1 -> FIN_WAIT_1
+        < . 1:1(0) ack 2           # server: ack u+1 -> CLOSE_WAIT; client -> FIN_WAIT_2
+        < F. 1:1(0) ack 2          # server: its own FIN, seq v = 1 -> LAST_ACK
+        > . 2:2(0) ack 2           # client: ack v+1 -> TIME_WAIT; server -> CLOSED
+    """)
+
+
+@pytest.mark.lab("C6", "C2", "C3", "C4", "C5", points=3)
+def test_four_way_close_server_first(hosts, family):
+    hosts.client.quickack(True)
+    with hosts.capture() as cap:
+        client, server = _open(hosts, family)
+        server.close()
+        assert hosts.server.wait_state(server.local, server.peer, "FIN_WAIT_2") == "FIN_WAIT_2"
+        assert client.wait_state("CLOSE_WAIT") == "CLOSE_WAIT"
+        assert client.recv_eof() == b""
+        client.close()
+        assert hosts.server.wait_state(server.local, server.peer, "TIME_WAIT") == "TIME_WAIT"
+        assert hosts.client.wait_state(client.local, client.peer, "CLOSED") == "CLOSED"
+    cap.trace.connection(port=7788).expect(HANDSHAKE + """
+        < F. 1:1(0) ack 1
+        > . 1:1(0) ack 2
+        > F. 1:1(0) ack 2
+        < . 2:2(0) ack 2
+    """)
+
+
+@pytest.mark.lab("Q1", points=3)
+def test_three_segment_close(hosts, family):
+    """Default delayed ACK and a server that closes as soon as it reads EOF: its ACK of the
+    client's FIN is still pending when it sends its own FIN, so both go in one FIN+ACK segment."""
+    with hosts.capture() as cap:
+        client, server = _open(hosts, family)
+        client.close()
+        assert server.recv_eof() == b""
+        server.close()
+        assert hosts.client.wait_state(client.local, client.peer, "TIME_WAIT") == "TIME_WAIT"
+        assert hosts.server.wait_state(server.local, server.peer, "CLOSED") == "CLOSED"
+    cap.trace.connection(port=7788).expect(HANDSHAKE + """
+        > F. 1:1(0) ack 1
+        < F. 1:1(0) ack 2          # ACK of the FIN and the server's own FIN, piggybacked
+        > . 2:2(0) ack 2
+    """)
+
+
+@pytest.mark.lab("C2", "C4", points=4)
+def test_transient_states_held_by_drops(hosts, family):
+    """FIN_WAIT_1 and LAST_ACK last one round trip, too short to see.  Dropping the server's ACK
+    of the client's FIN holds the client in FIN_WAIT_1; dropping the client's final ACK holds the
+    server in LAST_ACK.  Each side's FIN is retransmitted with the same seq until it is ACKed."""
+    hosts.server.quickack(True)
+    hosts.impair(drops=[Drop("<", ".", nth=1), Drop(">", ".", nth=2)])
+    with hosts.capture() as cap:
+        client, server = _open(hosts, family)
+        client.close()
+        assert hosts.client.wait_state(client.local, client.peer, "FIN_WAIT_1") == "FIN_WAIT_1"
+        assert hosts.client.wait_state(client.local, client.peer, "FIN_WAIT_2") == "FIN_WAIT_2"
+        assert server.wait_state("CLOSE_WAIT") == "CLOSE_WAIT"
+        server.recv_eof()
+        server.close()
+        assert hosts.server.wait_state(server.local, server.peer, "LAST_ACK") == "LAST_ACK"
+        assert hosts.client.wait_state(client.local, client.peer, "TIME_WAIT") == "TIME_WAIT"
+        assert hosts.server.wait_state(server.local, server.peer, "CLOSED") == "CLOSED"
+    conn = cap.trace.connection(port=7788)
+    conn.expect(HANDSHAKE + """
+        > F. 1:1(0) ack 1
+        < . 1:1(0) ack 2           # dropped: the client stays in FIN_WAIT_1
+        > F. 1:1(0) ack 1 +        # FIN retransmitted, same seq
+        < . 1:1(0) ack 2
+        < F. 1:1(0) ack 2
+        > . 2:2(0) ack 2           # dropped: the server stays in LAST_ACK
+        < F. 1:1(0) ack 2 +
+        > . 2:2(0) ack 2
+    """)
+    assert [conn.line(s) for s in conn.lost()] == ["< . 1:1(0) ack 2", "> . 2:2(0) ack 2"]
+
+
+@pytest.mark.lab("Q2", "C5", "R1", points=5)
+def test_lost_final_ack_is_answered_from_time_wait(hosts, family):
+    """Why TIME_WAIT exists: the final ACK of the close is lost.  The server, in LAST_ACK, times
+    out and retransmits its FIN; the client, in TIME_WAIT, still knows the connection and answers
+    with a fresh ACK; the server then reaches CLOSED.  (Without TIME_WAIT the client would answer
+    the retransmitted FIN with RST.)"""
+    hosts.server.quickack(True)
+    imp = hosts.impair(drops=[Drop(">", ".", nth=2)])  # #1 is the handshake's ACK
+    with hosts.capture() as cap:
+        client, server = _open(hosts, family)
+        client.close()
+        server.wait_state("CLOSE_WAIT")
+        server.recv_eof()
+        server.close()
+        assert hosts.server.wait_state(server.local, server.peer, "LAST_ACK") == "LAST_ACK"
+        assert hosts.client.wait_state(client.local, client.peer, "TIME_WAIT") == "TIME_WAIT"
+        assert hosts.server.wait_state(server.local, server.peer, "CLOSED") == "CLOSED"
+        assert hosts.client.tcp_state(client.local, client.peer) == "TIME_WAIT"
+    assert imp.counters() == {"drop0": 1}
+    conn = cap.trace.connection(port=7788)
+    conn.expect(HANDSHAKE + """
+        > F. 1:1(0) ack 1
+        < . 1:1(0) ack 2
+        < F. 1:1(0) ack 2          # server -> LAST_ACK
+        > . 2:2(0) ack 2           # lost on the wire; client -> TIME_WAIT
+        < F. 1:1(0) ack 2          # server's retransmission timer: the same FIN again
+        > . 2:2(0) ack 2           # answered from TIME_WAIT; server -> CLOSED
+    """)
+    assert [conn.line(s) for s in conn.lost()] == ["> . 2:2(0) ack 2"]
+
+
+@pytest.mark.lab("C1", points=4)
+def test_half_close_data_still_flows(hosts, family):
+    """shutdown(SHUT_WR) sends a FIN that closes only the client's direction: the server reads
+    EOF, yet still sends data, which the client receives and ACKs."""
+    for h in hosts.hosts:
+        h.quickack(True)
+    with hosts.capture() as cap:
+        client, server = _open(hosts, family)
+        client.shutdown_write()
+        assert server.recv_eof() == b""
+        assert hosts.client.wait_state(client.local, client.peer, "FIN_WAIT_2") == "FIN_WAIT_2"
+        assert server.state() == "CLOSE_WAIT"
+        server.send(b"after-fin")
+        assert client.recv_exactly(9) == b"after-fin"
+        server.close()
+        assert client.recv_eof() == b""
+        assert hosts.server.wait_state(server.local, server.peer, "CLOSED") == "CLOSED"
+    cap.trace.connection(port=7788).expect(HANDSHAKE + """
+        > F. 1:1(0) ack 1          # the client's direction is closed
+        < . 1:1(0) ack 2
+        < P. 1:10(9) ack 2         # ...but the server's is still open
+        > . 2:2(0) ack 10
+        < F. 10:10(0) ack 2
+        > . 2:2(0) ack 11
+    """)

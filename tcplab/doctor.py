@@ -1,0 +1,95 @@
+"""``python -m tcplab doctor``: what this machine can do for the labs, each line OK or what to do."""
+from __future__ import annotations
+
+import ctypes.util
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
+def run_checks() -> list[Check]:
+    checks = [Check("root", os.geteuid() == 0,
+                    "running as root" if os.geteuid() == 0 else
+                    "not root: run  sudo .venv/bin/python -m tcplab doctor  (labs need CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW)")]
+    if os.geteuid() != 0:
+        return checks
+    from .netns import Namespace
+    try:
+        with Namespace("doctor") as ns:
+            def veth():
+                from pyroute2 import IPRoute
+                with IPRoute() as ipr:
+                    ipr.link("add", ifname="d0", kind="veth", peer={"ifname": "d1"})
+                    ipr.link("add", ifname="br0", kind="bridge")
+                return True
+            ns.run(veth)
+            knobs = {k: ns.has_sysctl(k) for k in ("net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_rto_min_us")}
+        checks.append(Check("namespaces, veth, bridge", True, "anonymous network namespaces with veth and bridge work"))
+    except Exception as exc:
+        checks.append(Check("namespaces, veth, bridge", False, f"{exc}"))
+        return checks
+    from .impair import probe_netem, probe_nft
+    ok, why = probe_netem()
+    checks.append(Check("sch_netem", ok, why + ("" if ok else
+                        "; netem labs (delay, reorder, ...) will skip; random loss falls back to nftables"),
+                        required=False))
+    nft_cli = shutil.which("nft")
+    checks.append(Check("nftables CLI", nft_cli is not None, nft_cli or "missing: apt-get install nftables"))
+    ok, why = probe_nft()
+    checks.append(Check("nftables (kernel, bridge family)", ok, why + ("" if ok else
+                        "; targeted drops and the loss fallback need it (labs Q2, R1, half-open states)")))
+    pcap = ctypes.util.find_library("pcap")
+    checks.append(Check("libpcap", pcap is not None,
+                        pcap or "missing: apt-get install libpcap0.8 (Scapy BPF filters; tcplab works without)",
+                        required=False))
+    try:
+        from .netns import Namespace as N
+        from .topology import _disable_offloads
+        with N("offload") as ns:
+            def off():
+                from pyroute2 import IPRoute
+                with IPRoute() as ipr:
+                    ipr.link("add", ifname="o0", kind="veth", peer={"ifname": "o1"})
+                _disable_offloads("o0")
+            ns.run(off)
+        checks.append(Check("offload control (ethtool ioctl)", True, "TSO/GSO/checksum offloads can be turned off"))
+    except Exception as exc:
+        checks.append(Check("offload control (ethtool ioctl)", False, f"{exc}: captures would show merged segments"))
+    checks.append(Check("tcp_syn_linear_timeouts", True,
+                        "present (set to 0: classic 1, 2, 4 s SYN backoff)" if knobs["net.ipv4.tcp_syn_linear_timeouts"]
+                        else "absent (kernel < 6.5): SYN backoff is classic already", required=False))
+    checks.append(Check("tcp_rto_min_us", True,
+                        "present (6.11+); tcplab uses the locked route metric rto_min, which works on every kernel"
+                        if knobs["net.ipv4.tcp_rto_min_us"] else
+                        "absent (kernel < 6.11); tcplab uses the locked route metric rto_min instead", required=False))
+    for prog, pkg in (("curl", "curl"), ("nc", "netcat-openbsd"), ("socat", "socat"), ("tcpdump", "tcpdump")):
+        path = shutil.which(prog)
+        checks.append(Check(f"program {prog}", path is not None, path or f"missing: apt-get install {pkg} "
+                            "(only the external-program lab variants use it)", required=False))
+    return checks
+
+
+def main() -> int:
+    from .impair import chosen_backend
+    print(f"tcplab doctor: kernel {platform.release()} ({platform.machine()})")
+    checks = run_checks()
+    for c in checks:
+        mark = "OK     " if c.ok else ("MISSING" if c.required else "absent ")
+        print(f"  {mark} {c.name}: {c.detail}")
+    ready = all(c.ok for c in checks if c.required)
+    if ready:
+        print(f"  backend for statistical impairments: {chosen_backend()} "
+              f"(override with TCPLAB_BACKEND=netem|nft or --tcplab-backend)")
+        print("labs can run: sudo .venv/bin/python -m pytest labs/")
+    else:
+        print("labs cannot run until the MISSING items are fixed (sudo ci/setup installs the packages)")
+    return 0 if ready else 1
