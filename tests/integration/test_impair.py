@@ -1,0 +1,131 @@
+"""Impairments measured on the wire: loss rate, targeted drops, backend behaviour."""
+import math
+import os
+import socket
+
+import pytest
+
+from tcplab.errors import ConfigError, Unsupported
+from tcplab.impair import Drop, Netem, chosen_backend, probe_netem
+
+N = 4000
+P = 0.25
+
+
+def binomial_bounds(n, p, z=5.0):
+    """A z=5 two-sided interval: a correct backend falls outside it with probability < 6e-7."""
+    sd = math.sqrt(n * p * (1 - p))
+    return n * p - z * sd, n * p + z * sd
+
+
+def _burst(topo, n):
+    """n crafted TCP segments client -> server straight onto the wire (no TCP stack involved)."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    out = topo.client.ns.run(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
+    out.bind(("eth0", 0))
+    frame = bytes(Ether(src=topo.client.mac, dst=topo.server.mac) / IP(src="198.18.0.1", dst="198.18.0.2")
+                  / TCP(sport=5555, dport=9, flags="A", seq=1, ack=1))
+    for _ in range(n):
+        out.send(frame)
+    out.close()
+
+
+def test_random_loss_rate_is_within_binomial_bounds(topology):
+    imp = topology.impair(c2s=Netem(loss=P * 100))
+    with topology.capture() as cap:
+        _burst(topology, N)
+    sent = sum(1 for p in cap.packets["client"] if p.haslayer("TCP") and p["TCP"].sport == 5555)
+    arrived = sum(1 for p in cap.packets["server"] if p.haslayer("TCP") and p["TCP"].sport == 5555)
+    lo, hi = binomial_bounds(sent, P)
+    lost = sent - arrived
+    assert sent == N
+    assert lo <= lost <= hi, f"{imp.backend}: lost {lost} of {sent}, expected {lo:.0f}..{hi:.0f}"
+    if imp.backend == "nft":
+        assert imp.counters()["loss"] == lost
+
+
+HANDSHAKE = "> S 0:0(0)\n< S. 0:0(0) ack 1\n> . 1:1(0) ack 1\n"
+
+
+@pytest.mark.parametrize("drop, lost_line", [
+    (Drop("<", "S."), "< S. 0:0(0) ack 1"),                        # the first SYN-ACK
+    (Drop(">", ".", nth=1), "> . 1:1(0) ack 1"),                   # the handshake's final ACK
+    (Drop(">", "F."), "> F. 1:1(0) ack 1"),                        # the first FIN
+    (Drop(">", ".", nth=2), "> . 2:2(0) ack 2"),                   # the last ACK of the close
+], ids=["first-syn-ack", "handshake-final-ack", "first-fin", "close-last-ack"])
+def test_targeted_drop_drops_exactly_that_segment(topology, drop, lost_line):
+    topology.server.quickack(True)
+    imp = topology.impair(drops=[drop])
+    with topology.capture() as cap:
+        srv = topology.server.listen(7788)
+        c = topology.client.connect(srv.address, timeout=10)
+        peer = srv.accept(timeout=10)
+        c.close()
+        peer.recv_eof(timeout=10)
+        peer.close()
+        topology.client.wait_state(c.local, c.peer, "TIME_WAIT", timeout=10)
+        topology.server.wait_state(peer.local, peer.peer, "CLOSED", timeout=10)
+    conn = cap.trace.connection(port=7788)
+    assert imp.counters() == {"drop0": 1}
+    assert [conn.line(s) for s in conn.lost()] == [lost_line]
+
+
+def test_drop_with_payload_only_counts_data_segments(topology):
+    imp = topology.impair(drops=[Drop(">", "P.", payload=True, nth=2)])
+    topology.server.quickack(True)
+    with topology.capture() as cap:
+        srv = topology.server.listen(7788)
+        c = topology.client.connect(srv.address)
+        peer = srv.accept()
+        for m in (b"one", b"two", b"three"):
+            c.send(m)
+            peer.recv_exactly(len(m))
+    conn = cap.trace.connection(port=7788)
+    assert [conn.line(s) for s in conn.lost()] == ["> P. 4:7(3) ack 1"]
+    assert imp.counters() == {"drop0": 1}
+
+
+def test_fallback_refuses_what_it_cannot_emulate(topology):
+    with pytest.raises(Unsupported, match="lacks sch_netem .*delay, jitter needs it"):
+        topology.impair(both=Netem(delay=10, jitter=2), backend="nft")
+
+
+def test_impair_twice_is_an_error(topology):
+    topology.impair(drops=[Drop(">", "S")])
+    with pytest.raises(ConfigError, match="already impaired"):
+        topology.impair(drops=[Drop(">", "S")])
+
+
+def test_backend_auto_follows_the_kernel():
+    assert chosen_backend("auto") == ("netem" if probe_netem()[0] else "nft")
+
+
+def test_netem_delay_shapes_the_rtt(topology):
+    """Runs where the kernel has sch_netem (the QEMU kernel in CI); elsewhere it is a skip with
+    the kernel's reason, and a failure under --tcplab-strict."""
+    ok, why = probe_netem()
+    if not ok:
+        raise Unsupported(f"netem delay test: {why}")
+    topology.impair(c2s=Netem(delay=20), s2c=Netem(delay=10), backend="netem")
+    with topology.capture() as cap:
+        srv = topology.server.listen(7788)
+        topology.client.connect(srv.address)
+        srv.accept()
+    syn, synack, _ = cap.trace.connection(port=7788).segments
+    rtt = synack.time - syn.time
+    assert 0.030 <= rtt < 0.2, f"RTT {rtt * 1000:.1f} ms with 20 + 10 ms of netem delay"
+
+
+def test_netem_loss_is_real_loss(topology):
+    ok, why = probe_netem()
+    if not ok:
+        raise Unsupported(f"netem loss test: {why}")
+    imp = topology.impair(c2s=Netem(loss=P * 100), backend="netem")
+    with topology.capture() as cap:
+        _burst(topology, N)
+    sent = sum(1 for p in cap.packets["client"] if p.haslayer("TCP") and p["TCP"].sport == 5555)
+    arrived = sum(1 for p in cap.packets["server"] if p.haslayer("TCP") and p["TCP"].sport == 5555)
+    lo, hi = binomial_bounds(sent, P)
+    assert lo <= sent - arrived <= hi
+    assert imp.netem_stats()["c2s"]["drops"] == sent - arrived

@@ -1,0 +1,114 @@
+"""The topology on the real kernel: addresses, neighbours, offloads, settings, clean-up."""
+import os
+import socket
+
+from pyroute2 import IPRoute
+
+from tcplab import Topology
+from tcplab.settings import TCP_KNOBS
+
+
+def root_state():
+    with IPRoute() as ipr:
+        links = sorted(l.get_attr("IFLA_IFNAME") for l in ipr.get_links())
+        addrs = sorted(a.get_attr("IFA_ADDRESS") for a in ipr.get_addr())
+    netns = sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else []
+    return links, addrs, netns
+
+
+def test_root_namespace_is_never_changed(tmp_path):
+    before = root_state()
+    with Topology(workdir=tmp_path) as topo:
+        during = root_state()
+        topo.impair(drops=[])
+    assert before == during == root_state()
+
+
+def test_hosts_have_addresses_static_neighbours_and_pinned_settings(topology):
+    def facts():
+        with IPRoute() as ipr:
+            neigh = {(n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR"), n["state"]) for n in ipr.get_neighbours()}
+            addrs = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr()}
+            lo = ipr.get_links(ipr.link_lookup(ifname="lo")[0])[0].get_attr("IFLA_OPERSTATE")
+        return neigh, addrs, lo
+    neigh, addrs, lo = topology.client.ns.run(facts)
+    assert {"198.18.0.1", "2001:db8::1"} <= addrs
+    assert ("198.18.0.2", "02:00:c6:12:00:02", 0x80) in neigh
+    assert ("2001:db8::2", "02:00:c6:12:00:02", 0x80) in neigh
+    assert lo in ("UNKNOWN", "UP")
+    for knob in TCP_KNOBS:
+        if topology.client.ns.has_sysctl(knob.key):
+            assert " ".join(topology.client.sysctl(knob.key).split()) == knob.value
+
+
+def test_offloads_are_off_so_segments_and_checksums_are_real(topology):
+    from pyroute2.ethtool.ioctl import IoctlEthtool
+
+    def active():
+        e = IoctlEthtool("eth0")
+        f = e.get_features()
+        e.close()
+        return {n: f.is_active(n) for n in ("tx-checksum-ip-generic", "tx-tcp-segmentation",
+                                            "tx-generic-segmentation", "tx-scatter-gather")}
+    assert not any(topology.server.ns.run(active).values())
+    # A 20 kB write crosses as MSS-sized segments with valid checksums.
+    with topology.capture() as cap:
+        srv = topology.server.listen(7788)
+        c = topology.client.connect(srv.address)
+        peer = srv.accept()
+        c.send(b"x" * 20000)
+        peer.recv_exactly(20000)
+    conn = cap.trace.connection(port=7788)
+    assert max(s.length for s in conn) <= 1448
+    from scapy.layers.inet import TCP
+    for p in cap.packets["server"]:
+        if TCP in p:
+            raw = p.__class__(bytes(p))
+            del raw[TCP].chksum
+            assert p.__class__(bytes(raw))[TCP].chksum == p[TCP].chksum
+
+
+def test_no_arp_or_nd_in_a_handshake(topology):
+    with topology.capture() as cap:
+        srv = topology.server.listen(7788, family=6)
+        topology.client.connect(srv.address)
+        srv.accept()
+    from scapy.layers.l2 import ARP
+    from scapy.layers.inet6 import ICMPv6ND_NS
+    for pkts in cap.packets.values():
+        assert not [p for p in pkts if ARP in p or ICMPv6ND_NS in p]
+
+
+def test_sockets_are_in_their_host(topology):
+    s = topology.server.socket()
+    s.bind(("198.18.0.2", 0))  # only exists in the server namespace
+    try:
+        topology.client.socket().bind(("198.18.0.2", 0))
+        raise AssertionError("the client should not own the server's address")
+    except OSError as exc:
+        assert exc.errno == 99
+
+
+def test_program_runs_inside_the_host_and_is_stopped(topology):
+    prog = topology.server.popen(["nc", "-l", "-s", "198.18.0.2", "-p", "9000"])
+    topology.server.wait_listening(9000)
+    c = topology.client.connect(("198.18.0.2", 9000))
+    c.send(b"hi\n")
+    c.close()
+    assert prog.wait(5) == 0
+    assert prog.stdout == "hi\n"
+    sleeper = topology.client.popen(["sleep", "600"])
+    topology.close()
+    assert sleeper.proc.poll() is not None
+
+
+def test_parallel_topologies_do_not_clash(tmp_path):
+    import concurrent.futures as cf
+
+    def one(i):
+        with Topology(workdir=tmp_path / str(i)) as topo:
+            srv = topo.server.listen(7788)
+            topo.client.connect(srv.address)
+            return srv.accept().state()
+    with cf.ThreadPoolExecutor(4) as ex:
+        assert list(ex.map(one, range(4))) == ["ESTABLISHED"] * 4

@@ -1,0 +1,74 @@
+"""Impairment specs: eager validation, nftables rules, and the netem netlink request, none of which
+needs root or sch_netem."""
+import pytest
+
+from tcplab.errors import ConfigError
+from tcplab.impair import Drop, Netem, chosen_backend
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"loss": 150}, r"loss=150 is out of range: a percentage from 0 to 100"),
+    ({"loss": -1}, r"loss=-1 is out of range"),
+    ({"delay": -5}, r"delay=-5 is out of range: milliseconds from 0"),
+    ({"jitter": 5}, r"jitter=5 ms needs a delay"),
+    ({"loss_corr": 25}, r"loss_corr needs loss > 0"),
+    ({"reorder": 10}, r"reorder needs a delay"),
+    ({"rate_kbit": 1}, r"rate_kbit=1 is out of range"),
+    ({"duplicate": "5"}, r"duplicate='5' is out of range"),
+])
+def test_netem_validation(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        Netem(**kw)
+
+
+@pytest.mark.parametrize("args, kw, message", [
+    (("^", "S"), {}, r"direction='\^': use '>' \(client to server\) or '<'"),
+    ((">", "SX"), {}, r"unknown TCP flag letter"),
+    ((">", "S"), {"nth": 0}, r"nth=0 is out of range: 1"),
+    ((">", "S"), {"count": 0}, r"count=0 is out of range"),
+    ((">", "S"), {"payload": "yes"}, r"payload='yes'"),
+])
+def test_drop_validation(args, kw, message):
+    with pytest.raises(ConfigError, match=message):
+        Drop(*args, **kw)
+
+
+def test_backend_name_is_validated(monkeypatch):
+    with pytest.raises(ConfigError, match="backend 'tc' is unknown: use one of auto, netem, nft"):
+        chosen_backend("tc")
+
+
+def test_drop_rule_matches_exact_flags_on_the_ingress_port():
+    assert Drop("<", "S.").nft_match() == \
+        'iifname "s" tcp flags & (fin|syn|rst|psh|ack|urg|ecn|cwr) == ack|syn'
+    assert Drop(">", ".").nft_match().startswith('iifname "c"')
+
+
+def test_only_loss_works_without_netem():
+    assert Netem(loss=20).needs_netem() == []
+    assert Netem(loss=20, delay=10, jitter=2).needs_netem() == ["delay", "jitter"]
+
+
+def test_netem_request_encoding():
+    """The exact TCA_OPTIONS tcplab sends for netem, encoded by pyroute2 as it would be sent:
+    pyroute2 ignores unknown keywords silently, so each one is checked to land in the message."""
+    from pyroute2.netlink.rtnl.tcmsg import plugins
+    from pyroute2.netlink.rtnl.tcmsg.common import percent2u32, time2tick
+    netem = plugins["netem"]
+    spec = Netem(loss=25, loss_corr=10, delay=40, jitter=5, duplicate=1, reorder=3, corrupt=2, rate_kbit=800)
+    kw = spec.tc_kwargs()
+    assert kw == {"limit": 1000, "delay": 40000, "jitter": 5000, "loss": 25, "loss_corr": 10,
+                  "duplicate": 1, "prob_reorder": 3, "prob_corrupt": 2, "rate": "800kbit"}
+    opts = netem.get_parameters(dict(kw))
+    assert opts["delay"] == time2tick(40000) and opts["jitter"] == time2tick(5000)
+    assert opts["loss"] == percent2u32(25) and opts["duplicate"] == percent2u32(1)
+    attrs = dict((a[0], a[1]) for a in opts["attrs"])
+    assert attrs["TCA_NETEM_CORR"]["loss_corr"] == percent2u32(10)
+    assert attrs["TCA_NETEM_REORDER"]["prob_reorder"] == percent2u32(3)
+    assert attrs["TCA_NETEM_CORRUPT"]["prob_corrupt"] == percent2u32(2)
+    assert attrs["TCA_NETEM_RATE"]["rate"] == 800 * 1000 // 8
+    # and the whole message encodes
+    msg = netem.options()
+    msg.setvalue(opts)
+    msg.encode()
+    assert len(msg.data) > 24
