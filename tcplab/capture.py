@@ -27,6 +27,9 @@ from .wait import until
 
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
+PACKET_AUXDATA = 8
+SO_TIMESTAMPNS = 35
+ETH_P_ALL = 0x0003
 SO_RCVBUFFORCE = 33
 MARKER_ETHERTYPE = 0x88B5  # IEEE local experimental
 MARKER_MAGIC = b"tcplab-flush"
@@ -34,13 +37,36 @@ RCVBUF = 8 << 20
 
 
 def _open_listen_socket(ifname: str):
-    """Runs in the host's namespace thread."""
+    """Runs in the host's namespace thread.
+
+    The socket is created with protocol 0 and bound with ETH_P_ALL: Scapy's own constructor
+    creates it with ETH_P_ALL and then binds, and that re-bind waits for an RCU grace period in
+    the kernel (about 10 ms per socket).  It is then handed to Scapy as an L2ListenSocket."""
     load_scapy_layers()
     from scapy.arch.linux import L2ListenSocket
-    s = L2ListenSocket(iface=ifname, promisc=False)
-    s.ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-    _stats(s.ins)  # reset the counters: everything from here on is accounted for
+    from scapy.layers.l2 import Ether
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        raw.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)      # VLAN info, as Scapy expects
+        raw.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        raw.bind((ifname, ETH_P_ALL))
+    except BaseException:
+        raw.close()
+        raise
+    s = L2ListenSocket.__new__(L2ListenSocket)
+    s.ins, s.outs, s.iface, s.type, s.promisc = raw, None, ifname, ETH_P_ALL, False
+    s.LL, s.lvl, s.auxdata_available, s.closed = Ether, 2, True, False
+    _stats(raw)  # reset the counters: everything from here on is accounted for
     return s
+
+
+def _close_later(socks: list) -> None:
+    """Closing a packet socket waits for an RCU grace period (~14 ms); nothing needs to wait for
+    it, so it happens in a short-lived thread.  (The kernel closes them anyway if we die.)"""
+    if socks:
+        threading.Thread(target=lambda: [s.close() for s in socks], daemon=True,
+                         name="tcplab-capture-close").start()
 
 
 def load_scapy_layers() -> None:
@@ -181,8 +207,7 @@ class Capture:
                 w.write(p)
 
     def _close_sockets(self) -> None:
-        for s in self._socks.values():
-            s.close()
+        _close_later(list(self._socks.values()))
         self._socks = {}
 
     def close(self) -> None:

@@ -57,8 +57,12 @@ class Namespace:
         self._closed = False
         self._finalizers: list[tuple[str, Callable[[], Any]]] = []
         self._thread = threading.Thread(target=self._serve, name=f"tcplab-ns-{name}", daemon=True)
-        self._thread.start()
-        self.fd: int = self._started.result()
+        self._thread.start()  # the namespace is created in the background: see .fd
+
+    @property
+    def fd(self) -> int:
+        """An fd on the namespace (waits for the thread to have created it)."""
+        return self._started.result()
 
     # -- the namespace thread -------------------------------------------------------------
     def _serve(self) -> None:
@@ -83,6 +87,7 @@ class Namespace:
 
     # -- API ------------------------------------------------------------------------------
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
+        self.fd  # re-raises a failed creation here, with its message
         if self._closed:
             raise NamespaceError(f"namespace {self.name!r} is closed")
         fut: Future = Future()
@@ -129,7 +134,8 @@ class Namespace:
         self._closed = True
         self._jobs.put(None)
         self._thread.join()
-        os.close(self.fd)
+        if self._started.exception() is None:
+            os.close(self.fd)
         return errors
 
     def __enter__(self) -> "Namespace":

@@ -61,7 +61,7 @@ def test_sigkilled_worker_leaves_nothing_behind():
 
 def test_labs_run_in_parallel_under_xdist():
     r = subprocess.run([sys.executable, "-m", "pytest", "labs/test_handshake.py", "labs/test_reset.py",
-                        "-q", "-n", "4", "-p", "no:randomly"], cwd=REPO, capture_output=True, text=True,
+                        "-q", "-n", "4"], cwd=REPO, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout[-3000:]
     assert " passed" in r.stdout.splitlines()[-1]
