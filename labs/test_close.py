@@ -22,6 +22,14 @@ HANDSHAKE = """
 """
 
 
+def _classic_timers(hosts):
+    """No tail loss probe and Linux's own 200 ms RTO floor: a held state then lasts at least
+    200 ms, long enough to be read even on a slow (emulated) machine."""
+    for h in hosts.hosts:
+        h.sysctl("net.ipv4.tcp_early_retrans", 0)
+        h.rto_min(200)
+
+
 def _open(hosts, family):
     server = hosts.server.listen(port=7788, family=family)
     client = hosts.client.connect(server.address)
@@ -91,6 +99,7 @@ def test_transient_states_held_by_drops(hosts, family):
     """FIN_WAIT_1 and LAST_ACK last one round trip, too short to see.  Dropping the server's ACK
     of the client's FIN holds the client in FIN_WAIT_1; dropping the client's final ACK holds the
     server in LAST_ACK.  Each side's FIN is retransmitted with the same seq until it is ACKed."""
+    _classic_timers(hosts)
     hosts.server.quickack(True)
     hosts.impair(drops=[Drop("<", ".", nth=1), Drop(">", ".", nth=2)])
     with hosts.capture() as cap:
@@ -124,6 +133,7 @@ def test_lost_final_ack_is_answered_from_time_wait(hosts, family):
     out and retransmits its FIN; the client, in TIME_WAIT, still knows the connection and answers
     with a fresh ACK; the server then reaches CLOSED.  (Without TIME_WAIT the client would answer
     the retransmitted FIN with RST.)"""
+    _classic_timers(hosts)
     hosts.server.quickack(True)
     imp = hosts.impair(drops=[Drop(">", ".", nth=2)])  # #1 is the handshake's ACK
     with hosts.capture() as cap:

@@ -25,10 +25,10 @@ def _check_repairs(conn, imp):
             assert any(t.seq == s.seq and t.length == s.length and t.time > s.time
                        for t in conn if conn.side(t) == conn.side(s)), \
                 f"{conn.line(s)} was lost and never sent again\n{conn.ladder()}"
-    if imp.backend == "nft":
+    if imp.backend == "nft":  # the nftables rules drop TCP only: the counts match exactly
         assert len(lost) == sum(imp.counters().values()), conn.ladder()
-    else:
-        assert len(lost) == sum(st["drops"] for st in imp.netem_stats().values()), conn.ladder()
+    else:  # netem also drops non-TCP frames (the capture's flush markers)
+        assert len(lost) <= sum(st["drops"] for st in imp.netem_stats().values()), conn.ladder()
     return lost
 
 

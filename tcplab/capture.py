@@ -163,6 +163,24 @@ class Capture:
         finally:
             out.close()
 
+    def _drain(self, stall: float = 5.0) -> None:
+        """Wait until the sniffer has read every frame the kernel queued.  Fails only if it makes
+        no progress for ``stall`` seconds (a slow, emulated machine may need long for a burst)."""
+        while True:
+            with self._cond:
+                before = sum(self._seen.values())
+            try:
+                def drained() -> bool:
+                    self._account()
+                    with self._cond:
+                        return all(self._seen[n] >= self._delivered[n] for n in self._socks)
+                until(drained, stall, "the sniffer to read every frame the kernel queued")
+                return
+            except TimeoutError:
+                with self._cond:
+                    if sum(self._seen.values()) == before:
+                        raise
+
     def _account(self) -> None:
         for n, s in self._socks.items():
             delivered, dropped = _stats(s.ins)
@@ -177,12 +195,7 @@ class Capture:
             c, s = self.topo.client, self.topo.server
             self.flushed = {"client>server": self._flush(c, s), "server>client": self._flush(s, c)}
             self._account()
-
-            def drained() -> bool:
-                self._account()
-                with self._cond:
-                    return all(self._seen[n] >= self._delivered[n] for n in self._socks)
-            until(drained, 5.0, "the sniffer to read every frame the kernel queued")
+            self._drain()
         finally:
             self._sniffer.stop(join=True)
             self.running = False

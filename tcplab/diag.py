@@ -6,7 +6,7 @@ import socket
 from dataclasses import dataclass
 from typing import Iterable
 
-from .errors import ConfigError
+from .errors import ConfigError, TcplabError
 from .wait import until
 
 #: Kernel TCP states (include/net/tcp_states.h).  NEW_SYN_RECV is how Linux keeps a half-open
@@ -42,6 +42,10 @@ def list_tcp(host) -> list[SockInfo]:
     out = []
     for fam in (socket.AF_INET, socket.AF_INET6):
         for m in ds.get_sock_stats(family=fam, states=0xFFFFFFFF):
+            if "idiag_state" not in m:
+                raise TcplabError(
+                    f"sock_diag refused the TCP socket dump in {host.name} (netlink message type "
+                    f"{m['header']['type']}): the kernel lacks tcp_diag; load it with  modprobe tcp_diag")
             out.append(SockInfo(STATES.get(m["idiag_state"], str(m["idiag_state"])),
                                 _norm((m["idiag_src"], m["idiag_sport"])),
                                 _norm((m["idiag_dst"], m["idiag_dport"])),

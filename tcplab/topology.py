@@ -96,6 +96,8 @@ class Host:
         self.ifname = IFNAME
         self._closables: list[Any] = []
         self._diag = None
+        self._quickack = False
+        self._rto_min = settings.RTO_MIN_MS
 
     # -- addresses ---------------------------------------------------------------------
     def addr(self, family: Any = 4) -> str:
@@ -135,11 +137,11 @@ class Host:
             ipr.neigh("add", dst=peer[fam], lladdr=peer["mac"], ifindex=idx, state=NUD_PERMANENT)
         self._set_peer_routes()
 
-    def _set_peer_routes(self, quickack: bool = False) -> None:
+    def _set_peer_routes(self) -> None:
         ipr = _ipr(self.ns)
         peer = ADDRS[SERVER if self.name == CLIENT else CLIENT]
-        metrics = {"rto_min": settings.RTO_MIN_MS, "lock": settings.RTAX_LOCK_RTO_MIN}
-        if quickack:
+        metrics = {"rto_min": self._rto_min, "lock": settings.RTAX_LOCK_RTO_MIN}
+        if self._quickack:
             metrics["quickack"] = 1
         for fam in (4, 6):
             ipr.route("replace", dst=f"{peer[fam]}/{32 if fam == 4 else 128}", oif=self.ifindex,
@@ -155,7 +157,16 @@ class Host:
     def quickack(self, on: bool = True) -> None:
         """Set the ``quickack`` route metric towards the peer: ACKs go out at once instead of being
         delayed, so an ACK is never merged with a FIN that follows it shortly (4-segment close)."""
-        self.ns.run(self._set_peer_routes, on)
+        self._quickack = bool(on)
+        self.ns.run(self._set_peer_routes)
+
+    def rto_min(self, ms: int) -> None:
+        """Set the retransmission timeout floor towards the peer (locked route metric ``rto_min``;
+        tcplab's default is 20 ms, Linux's own is 200 ms)."""
+        if isinstance(ms, bool) or not isinstance(ms, int) or not 1 <= ms <= 120_000:
+            raise ConfigError(f"rto_min={ms!r} is out of range: milliseconds from 1 to 120000")
+        self._rto_min = ms
+        self.ns.run(self._set_peer_routes)
 
     # -- sockets, programs, state --------------------------------------------------------
     def socket(self, family: Any = 4, type: int = socket.SOCK_STREAM) -> socket.socket:
