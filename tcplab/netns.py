@@ -41,8 +41,8 @@ def _unshare_net() -> None:
         err = ctypes.get_errno()
         if err == errno.EPERM:
             raise NamespaceError(
-                "unshare(CLONE_NEWNET) was refused (EPERM): tcplab needs root (CAP_SYS_ADMIN and "
-                "CAP_NET_ADMIN); run with sudo, e.g. sudo .venv/bin/python -m pytest labs/"
+                "unshare(CLONE_NEWNET) was refused (EPERM): tcplab needs root with CAP_SYS_ADMIN, "
+                "CAP_NET_ADMIN and CAP_NET_RAW; run with sudo, e.g. sudo .venv/bin/python -m pytest labs/"
             )
         raise NamespaceError(f"unshare(CLONE_NEWNET) failed: {os.strerror(err)}")
 

@@ -258,6 +258,10 @@ class Topology:
         return (self.client, self.server)
 
     def _build_wire(self) -> None:
+        # The wire is a pure L2 path: no IPv6 on the bridge, so it never sends frames of its own
+        # (MLD, router solicitations) that an impairment could count or drop.
+        for key in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"):
+            self.wire.sysctl(key, 1)
         ipr = _ipr(self.wire)
         ipr.link("set", index=1, state="up")
         ipr.link("add", ifname=BRIDGE, kind="bridge", br_stp_state=0, br_forward_delay=0)

@@ -124,3 +124,15 @@ def test_root_run_leaves_no_caches_in_the_repo(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:]
     left = [str(p.relative_to(copy)) for p in copy.rglob("*") if p.name in ("__pycache__", ".pytest_cache")]
     assert left == []
+
+
+def test_root_without_cap_sys_admin_gets_the_privileged_hint():
+    """What a user sees in a container run without --privileged: one line naming the fix."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    r = subprocess.run(["setpriv", "--bounding-set", "-sys_admin", sys.executable, "-m", "pytest",
+                        "labs/test_reset.py", "-q"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 4, r.stdout[-2000:]
+    assert "cannot create network namespaces here: unshare(CLONE_NEWNET) was refused (EPERM)" in r.stdout
+    assert "In Docker use --privileged" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
