@@ -11,7 +11,7 @@ def pytest_sessionstart(session):
     from tcplab.netns import Namespace, NamespaceError
     ns = Namespace("preflight")
     try:
-        ns.fd  # waits for the namespace thread: raises if unshare() was refused
+        ns.wait_created()  # raises if unshare() was refused
     except NamespaceError as exc:
         pytest.exit(f"tcplab cannot create network namespaces here: {exc}. In Docker use --privileged "
                     "(or --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW)", returncode=4)

@@ -36,43 +36,28 @@ def _open(hosts, family):
     return client, server.accept()
 
 
-@pytest.mark.lab("C2", "C3", "C4", "C5", "Q1", points=5)
-def test_four_way_close_client_first(hosts, family):
-    hosts.server.quickack(True)  # the passive closer ACKs the FIN at once: four segments
+@pytest.mark.lab("C2", "C3", "C4", "C5", "C6", "Q1", points=5)
+@pytest.mark.parametrize("first", ["client", "server"], ids=["client-closes", "server-closes"])
+def test_four_way_close(hosts, family, first):
+    """Either side may close first (C6).  The passive closer ACKs the FIN at once (quickack), so
+    the ACK and its own later FIN are two segments: the textbook's four."""
+    (hosts.server if first == "client" else hosts.client).quickack(True)
     with hosts.capture() as cap:
         client, server = _open(hosts, family)
-        client.close()
-        assert hosts.client.wait_state(client.local, client.peer, "FIN_WAIT_2") == "FIN_WAIT_2"
-        assert server.wait_state("CLOSE_WAIT") == "CLOSE_WAIT"
-        assert server.recv_eof() == b""
-        server.close()
-        assert hosts.client.wait_state(client.local, client.peer, "TIME_WAIT") == "TIME_WAIT"
-        assert hosts.server.wait_state(server.local, server.peer, "CLOSED") == "CLOSED"
-    cap.trace.connection(port=7788).expect(HANDSHAKE + """
-        > F. 1:1(0) ack 1          # client: FIN, seq u = 1 -> FIN_WAIT_1
-        < . 1:1(0) ack 2           # server: ack u+1 -> CLOSE_WAIT; client -> FIN_WAIT_2
-        < F. 1:1(0) ack 2          # server: its own FIN, seq v = 1 -> LAST_ACK
-        > . 2:2(0) ack 2           # client: ack v+1 -> TIME_WAIT; server -> CLOSED
-    """)
-
-
-@pytest.mark.lab("C6", "C2", "C3", "C4", "C5", points=3)
-def test_four_way_close_server_first(hosts, family):
-    hosts.client.quickack(True)
-    with hosts.capture() as cap:
-        client, server = _open(hosts, family)
-        server.close()
-        assert hosts.server.wait_state(server.local, server.peer, "FIN_WAIT_2") == "FIN_WAIT_2"
-        assert client.wait_state("CLOSE_WAIT") == "CLOSE_WAIT"
-        assert client.recv_eof() == b""
-        client.close()
-        assert hosts.server.wait_state(server.local, server.peer, "TIME_WAIT") == "TIME_WAIT"
-        assert hosts.client.wait_state(client.local, client.peer, "CLOSED") == "CLOSED"
-    cap.trace.connection(port=7788).expect(HANDSHAKE + """
-        < F. 1:1(0) ack 1
-        > . 1:1(0) ack 2
-        > F. 1:1(0) ack 2
-        < . 2:2(0) ack 2
+        active, passive = (client, server) if first == "client" else (server, client)
+        active.close()
+        assert active.host.wait_state(active.local, active.peer, "FIN_WAIT_2") == "FIN_WAIT_2"
+        assert passive.wait_state("CLOSE_WAIT") == "CLOSE_WAIT"
+        assert passive.recv_eof() == b""
+        passive.close()
+        assert active.host.wait_state(active.local, active.peer, "TIME_WAIT") == "TIME_WAIT"
+        assert passive.host.wait_state(passive.local, passive.peer, "CLOSED") == "CLOSED"
+    out, back = (">", "<") if first == "client" else ("<", ">")
+    cap.trace.connection(port=7788).expect(HANDSHAKE + f"""
+        {out} F. 1:1(0) ack 1          # active closer: FIN, seq u = 1 -> FIN_WAIT_1
+        {back} . 1:1(0) ack 2           # passive: ack u+1 -> CLOSE_WAIT; active -> FIN_WAIT_2
+        {back} F. 1:1(0) ack 2          # passive: its own FIN, seq v = 1 -> LAST_ACK
+        {out} . 2:2(0) ack 2           # active: ack v+1 -> TIME_WAIT; passive -> CLOSED
     """)
 
 

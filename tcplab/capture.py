@@ -14,7 +14,6 @@ The frames are written to one pcap file per end (``<name>-client.pcap``, ``<name
 """
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import threading

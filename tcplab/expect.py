@@ -45,6 +45,7 @@ _LINE = re.compile(
         (?:\s+<(?P<opts>[^>]*)>)?
         (?:\s+(?P<quant>[+*?]|\{\d+(?:,\d+)?\}))?\s*$""", re.X)
 
+_QUANT_SUFFIX = re.compile(r"\s*(?:[+*?]|\{\d+(?:,\d+)?\})\s*$")
 _OPT_NAMES = {"mss": "MSS", "sackOK": "SAckOK", "TS": "Timestamp", "nop": "NOP", "wscale": "WScale",
               "sack": "SAck", "eol": "EOL"}
 
@@ -101,9 +102,8 @@ class Spec:
         return ",".join(inv.get(n, n) + ("" if v is None else f" {v}") for n, v in self.options or ())
 
     def render(self) -> str:
-        """The line without its repeat mark (as it would print for a matching segment)."""
-        return self.text.split("#")[0].strip().rstrip("+*?").strip() if not re.search(r"\{\d", self.text) \
-            else re.sub(r"\s*\{[\d,]+\}\s*$", "", self.text.split("#")[0].strip())
+        """The line without comment and repeat mark (as it would print for a matching segment)."""
+        return _QUANT_SUFFIX.sub("", self.text.split("#")[0].strip())
 
 
 def _opt_value(v: Any) -> str:

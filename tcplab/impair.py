@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .errors import ConfigError, TcplabError, Unsupported

@@ -64,6 +64,11 @@ class Namespace:
         """An fd on the namespace (waits for the thread to have created it)."""
         return self._started.result()
 
+    def wait_created(self) -> "Namespace":
+        """Block until the namespace exists; raises :class:`NamespaceError` if it could not be made."""
+        self._started.result()
+        return self
+
     # -- the namespace thread -------------------------------------------------------------
     def _serve(self) -> None:
         try:
@@ -87,7 +92,7 @@ class Namespace:
 
     # -- API ------------------------------------------------------------------------------
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
-        self.fd  # re-raises a failed creation here, with its message
+        self.wait_created()  # re-raises a failed creation here, with its message
         if self._closed:
             raise NamespaceError(f"namespace {self.name!r} is closed")
         fut: Future = Future()

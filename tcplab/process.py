@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from .errors import Unsupported, WaitTimeout
 

@@ -8,10 +8,8 @@ import select
 import socket
 import struct
 import time
-from typing import Any
 
 from .errors import TcplabError, WaitTimeout
-from .topology import af, family_of
 
 
 class Listener:

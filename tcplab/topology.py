@@ -14,13 +14,11 @@ or ND in a trace), ``lo`` up, offloads off (real segments, real checksums) and p
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import ConfigError, TcplabError
 from .netns import Namespace
@@ -262,6 +260,7 @@ class Topology:
         # (MLD, router solicitations) that an impairment could count or drop.
         for key in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"):
             self.wire.sysctl(key, 1)
+        self.wire.sysctl("net.ipv4.igmp_link_local_mcast_reports", 0)
         ipr = _ipr(self.wire)
         ipr.link("set", index=1, state="up")
         ipr.link("add", ifname=BRIDGE, kind="bridge", br_stp_state=0, br_forward_delay=0)

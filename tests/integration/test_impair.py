@@ -1,6 +1,5 @@
 """Impairments measured on the wire: loss rate, targeted drops, backend behaviour."""
 import math
-import os
 import socket
 
 import pytest
@@ -125,8 +124,9 @@ def test_netem_loss_is_real_loss(topology):
     ok, why = probe_netem()
     if not ok:
         raise Unsupported(f"netem loss test: {why}")
-    imp = topology.impair(c2s=Netem(loss=P * 100), backend="netem")
     with topology.capture() as cap:
+        # impaired after the capture started: every frame the qdisc ever sees is captured
+        imp = topology.impair(c2s=Netem(loss=P * 100), backend="netem")
         _burst(topology, N)
     sent = sum(1 for p in cap.packets["client"] if p.haslayer("TCP") and p["TCP"].sport == 5555)
     arrived = sum(1 for p in cap.packets["server"] if p.haslayer("TCP") and p["TCP"].sport == 5555)

@@ -1,6 +1,5 @@
 """The topology on the real kernel: addresses, neighbours, offloads, settings, clean-up."""
 import os
-import socket
 
 from pyroute2 import IPRoute
 
