@@ -64,7 +64,12 @@ def test_four_way_close(hosts, family, first):
 @pytest.mark.lab("Q1", points=3)
 def test_three_segment_close(hosts, family):
     """Default delayed ACK and a server that closes as soon as it reads EOF: its ACK of the
-    client's FIN is still pending when it sends its own FIN, so both go in one FIN+ACK segment."""
+    client's FIN is still pending when it sends its own FIN, so both go in one FIN+ACK segment.
+
+    Deterministic on 6.18 (every run here).  On Debian's 6.1 under QEMU/TCG the server ACKed the
+    FIN alone 1-4 ms after it arrived in 5 of 30 runs, far sooner than the 40 ms delayed-ACK
+    timer (cause not established: emulated timers or 6.1's ACK path), so the VM stage leaves
+    this one lab out rather than accept either outcome."""
     with hosts.capture() as cap:
         client, server = _open(hosts, family)
         client.close()
