@@ -61,27 +61,52 @@ def test_four_way_close(hosts, family, first):
     """)
 
 
-@pytest.mark.lab("Q1", points=3)
-def test_three_segment_close(hosts, family):
-    """Default delayed ACK and a server that closes as soon as it reads EOF: its ACK of the
-    client's FIN is still pending when it sends its own FIN, so both go in one FIN+ACK segment.
+PIGGYBACKED = HANDSHAKE + """
+    > F. 1:1(0) ack 1
+    < F. 1:1(0) ack 2          # ACK of the FIN and the server's own FIN in one segment
+    > . 2:2(0) ack 2
+"""
+SEPARATE = HANDSHAKE + """
+    > F. 1:1(0) ack 1
+    < . 1:1(0) ack 2           # the ACK left on its own first
+    < F. 1:1(0) ack 2
+    > . 2:2(0) ack 2
+"""
 
-    Deterministic on 6.18 (every run here).  On Debian's 6.1 under QEMU/TCG the server ACKed the
-    FIN alone 1-4 ms after it arrived in 5 of 30 runs, far sooner than the 40 ms delayed-ACK
-    timer (cause not established: emulated timers or 6.1's ACK path), so the VM stage leaves
-    this one lab out rather than accept either outcome."""
+
+@pytest.mark.lab("Q1", points=3)
+def test_three_segment_close(hosts, family, record_property):
+    """Why a close *may* take three segments: the server ACKs the client's FIN with a delayed
+    ACK (up to 40 ms), and a server that closes as soon as it reads EOF usually sends its own FIN
+    first, so the ACK rides on it (F., F., .).
+
+    "Usually", not always: measured here, Linux sent the ACK on its own, 0.06-4 ms after the FIN
+    arrived, in about 1 close in 150 on 6.18 (more under load) and 1 in 6 on 6.1 under QEMU, even
+    with the application closing at once.  So this lab closes ten connections at once on EOF and
+    asserts that each close is exactly one of the two forms and that at least one is piggybacked
+    (a false failure needs ten separate ACKs in a row: below 2e-8 even at 1 in 6).  The lab
+    above (test_four_way_close) shows the deterministic four-segment close."""
     with hosts.capture() as cap:
-        client, server = _open(hosts, family)
-        client.close()
-        assert server.recv_eof() == b""
-        server.close()
-        assert hosts.client.wait_state(client.local, client.peer, "TIME_WAIT") == "TIME_WAIT"
-        assert hosts.server.wait_state(server.local, server.peer, "CLOSED") == "CLOSED"
-    cap.trace.connection(port=7788).expect(HANDSHAKE + """
-        > F. 1:1(0) ack 1
-        < F. 1:1(0) ack 2          # ACK of the FIN and the server's own FIN, piggybacked
-        > . 2:2(0) ack 2
-    """)
+        server = hosts.server.listen(port=7788, family=family)
+        for _ in range(10):
+            client = hosts.client.connect(server.address)
+            peer = server.accept()
+            client.close()
+            assert peer.recv_eof() == b""
+            peer.close()
+            assert hosts.client.wait_state(client.local, client.peer, "TIME_WAIT") == "TIME_WAIT"
+            assert hosts.server.wait_state(peer.local, peer.peer, "CLOSED") == "CLOSED"
+    conns = cap.trace.connections(port=7788)
+    assert len(conns) == 10
+    piggybacked = 0
+    for conn in conns:
+        if len(conn) == 6:
+            conn.expect(PIGGYBACKED)
+            piggybacked += 1
+        else:
+            conn.expect(SEPARATE)
+    record_property("observed", f"{piggybacked} of 10 immediate closes took three segments")
+    assert piggybacked >= 1, "ten closes in a row sent a separate ACK: no piggybacked FIN+ACK"
 
 
 @pytest.mark.lab("C2", "C4", points=4)

@@ -31,9 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODULES = ("veth", "bridge", "sch_netem", "nf_tables", "nft_numgen", "nft_meta_bridge", "inet_diag",
            "tcp_diag", "virtio_pci", "9pnet_virtio", "9p")
 NETEM_SELECTION = ("tests/integration/test_impair.py", "labs/test_loss.py", "labs/test_handshake.py",
-                   "labs/test_close.py",
-                   # not deterministic under TCG on 6.1 (see the lab's docstring)
-                   "-k", "not test_three_segment_close")
+                   "labs/test_close.py")
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
