@@ -89,28 +89,46 @@ def _unprivileged():
 
 
 def _python_for(uid, gid):
-    """An interpreter user ``uid`` can run, with this venv's packages (pure Python) importable."""
-    import site
-    for exe in (sys.executable, "/usr/bin/python3"):
+    """An interpreter of this Python version that user ``uid`` can run."""
+    for exe in (sys.executable, "/usr/bin/python3", f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"):
         try:
             r = subprocess.run([exe, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
                                text=True, preexec_fn=lambda: (os.setgid(gid), os.setuid(uid)))
-        except PermissionError:
+        except (PermissionError, FileNotFoundError):
             continue
         if r.returncode == 0 and r.stdout.strip() == str(sys.version_info[:2]):
-            return exe, {"PYTHONPATH": os.pathsep.join(site.getsitepackages())}
+            return exe
     pytest.skip(f"no Python {sys.version_info[0]}.{sys.version_info[1]} that an unprivileged user may run")
 
 
-def test_labs_as_non_root_stop_with_one_clear_line(tmp_path):
+def test_labs_as_non_root_stop_with_one_clear_line():
+    """Runs `pytest labs/` as user nobody, from a world-readable copy of the checkout and of the
+    venv's packages (the checkout itself may live where nobody cannot read, e.g. under /root)."""
+    import site
+    import tempfile
     uid, gid = _unprivileged()
-    exe, extra = _python_for(uid, gid)
+    exe = _python_for(uid, gid)
+    top = Path(tempfile.mkdtemp(prefix="tcplab-nonroot-"))
+    try:
+        repo, pkgs = top / "repo", top / "site-packages"
+        for name in ("labs", "fixtures", "tcplab"):
+            shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("conftest.py", "pyproject.toml"):
+            shutil.copy(REPO / name, repo / name)
+        skip = shutil.ignore_patterns("__pycache__", "pip*", "setuptools*", "pkg_resources", "_distutils_hack",
+                                      "__editable__*", "tcplab-*", "distutils-precedence.pth")
+        shutil.copytree(site.getsitepackages()[0], pkgs, ignore=skip)
+        subprocess.run(["chmod", "-R", "a+rX", str(top)], check=True)
 
-    def drop():
-        os.setgid(gid)
-        os.setuid(uid)
-    r = subprocess.run([exe, "-m", "pytest", "labs/", "-q"], cwd=REPO, capture_output=True, text=True,
-                       timeout=120, preexec_fn=drop, env={**os.environ, "HOME": str(tmp_path), **extra})
+        def drop():
+            os.setgid(gid)
+            os.setuid(uid)
+        r = subprocess.run([exe, "-m", "pytest", "labs/", "-q"], cwd=repo, capture_output=True, text=True,
+                           timeout=120, preexec_fn=drop,
+                           env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(top),
+                                "PYTHONPATH": str(pkgs), "PYTHONDONTWRITEBYTECODE": "1"})
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
     assert r.returncode == 4, r.stdout + r.stderr
     assert "need root: run  sudo .venv/bin/python -m pytest labs/" in r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
