@@ -33,6 +33,8 @@ MODULES = ("veth", "bridge", "sch_netem", "nf_tables", "nft_numgen", "nft_meta_b
 NETEM_SELECTION = ("tests/integration/test_impair.py", "labs/test_loss.py", "labs/test_handshake.py",
                    "labs/test_close.py")
 
+# {scratch}: a tmpfs in the guest for temporary files and the results share.  It is mounted over
+# a directory of the (read-only) host root that holds neither the checkout nor its interpreter.
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -45,13 +47,13 @@ mkdir -p /host
 if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 hostroot /host; then
   echo "TCPLAB_ERROR cannot mount the host root over 9p"; poweroff -f
 fi
-for d in tmp run; do mount -t tmpfs $d /host/$d; done
+mount -t tmpfs scratch /host{scratch}
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
-mkdir -p /host/tmp/tcplab-results
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results /host/tmp/tcplab-results
-chroot /host /bin/sh /tmp/tcplab-results/run.sh
+mkdir -p /host{scratch}/tcplab-results /host{scratch}/tmp
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results /host{scratch}/tcplab-results
+chroot /host /bin/sh {scratch}/tcplab-results/run.sh
 echo "TCPLAB_EXIT=$?"
 sync
 poweroff -f
@@ -96,7 +98,17 @@ def default_kernel() -> Path:
     return sorted(found, key=lambda p: [int(x) if x.isdigit() else x for x in re.split(r"[.-]", p.name)])[-1]
 
 
-def build_initramfs(kver: str, dest: Path) -> Path:
+def scratch_dir(*keep: Path) -> str:
+    """A directory of the host root to hide under the guest's tmpfs: one that holds none of
+    ``keep`` (the checkout, the interpreter).  The checkout may well live under /tmp."""
+    for cand in ("/run", "/mnt", "/srv", "/media", "/opt"):
+        if Path(cand).is_dir() and not any(str(k.resolve()).startswith(cand + "/") for k in keep):
+            return cand
+    raise VMError("no directory of the host root is free for the guest's scratch space "
+                  "(/run, /mnt, /srv, /media and /opt all hold the checkout or its interpreter)")
+
+
+def build_initramfs(kver: str, dest: Path, scratch: str = "/run") -> Path:
     busybox = shutil.which("busybox") or "/bin/busybox"
     if not Path(busybox).exists():
         raise VMError("busybox is missing: apt-get install busybox-static (sudo ci/setup --vm)")
@@ -124,7 +136,7 @@ def build_initramfs(kver: str, dest: Path) -> Path:
             if (p, 0o40755, b"") not in entries:
                 entries.append((p, 0o40755, b""))
     entries.append(("bin/busybox", 0o100755, Path(busybox).read_bytes()))
-    entries.append(("init", 0o100755, INIT.encode()))
+    entries.append(("init", 0o100755, INIT.replace("{scratch}", scratch).encode()))
     entries.append(("modules.order", 0o100644, ("\n".join(order) + "\n").encode()))
     entries += [(f"lib/modules/{r}", 0o100644, files[r]) for r in order]
     dest.write_bytes(_cpio_newc(entries))
@@ -153,7 +165,9 @@ def run_vm(kernel: Path, pytest_args: list[str], *, env: dict[str, str], timeout
     results.mkdir()
     try:
         t0 = time.monotonic()
-        initrd = build_initramfs(kver, work / "initramfs.cpio")
+        python = REPO / ".venv" / "bin" / "python"
+        scratch = scratch_dir(REPO, python.resolve() if python.exists() else python)
+        initrd = build_initramfs(kver, work / "initramfs.cpio", scratch)
         if accel == "auto":
             ok, why = kvm_usable()
             accel = "kvm" if ok else "tcg"
@@ -161,13 +175,13 @@ def run_vm(kernel: Path, pytest_args: list[str], *, env: dict[str, str], timeout
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         args = " ".join(shlex.quote(a) for a in pytest_args)
         (results / "run.sh").write_text(f"""
-export HOME=/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 PY_COLORS=0 {exports}
+export HOME={scratch}/tmp TMPDIR={scratch}/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 PY_COLORS=0 {exports}
 cd {shlex.quote(str(REPO))}
 echo "[guest] kernel $(uname -r), python $(.venv/bin/python -c 'import sys; print(sys.version.split()[0])')"
 .venv/bin/python -m tcplab doctor
-.venv/bin/python -m pytest {args} --junitxml=/tmp/tcplab-results/junit.xml
+.venv/bin/python -m pytest {args} --junitxml={scratch}/tcplab-results/junit.xml
 rc=$?
-echo $rc > /tmp/tcplab-results/exit_code
+echo $rc > {scratch}/tcplab-results/exit_code
 exit $rc
 """)
         cpu = "host" if accel == "kvm" else "max"
