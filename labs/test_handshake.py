@@ -27,7 +27,7 @@ def test_three_way_handshake(hosts, family):
         accepted = server.accept()
         assert client.state() == "ESTABLISHED"
         assert accepted.state() == "ESTABLISHED"
-    conn = cap.trace.connection(port=7788)
+    conn = cap.flow(port=7788)
     conn.expect(HANDSHAKE)
     syn, synack, ack = conn.segments
     # The same facts in absolute numbers, as the seed states them.

@@ -151,7 +151,7 @@ class Capture:
                 token = f"{src.name}>{dst.name}#{n}".encode()
                 out.send(_marker_frame(src.mac, dst.mac, token))
                 with self._cond:
-                    arrived = self._cond.wait_for(lambda: token in self._markers[dst.name],
+                    arrived = self._cond.wait_for(lambda t=token: t in self._markers[dst.name],
                                                   timeout=min(0.05 * 2 ** min(n, 4),
                                                               max(0.0, deadline - time.monotonic())))
                 if arrived:

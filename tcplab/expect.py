@@ -256,6 +256,7 @@ class Expectation:
         return probe.failure()
 
     def check(self, conn: Connection, complete: bool = True) -> None:
+        __tracebackhide__ = True
         f = self.match(conn, complete)
         if f is not None:
             raise ExpectationFailed(report(conn, f, self))

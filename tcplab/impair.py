@@ -33,9 +33,9 @@ from .trace import flags_from_letters
 BACKENDS = ("auto", "netem", "nft")
 DIRECTIONS = {">": "c2s", "c2s": "c2s", "client>server": "c2s", "<": "s2c", "s2c": "s2c",
               "server>client": "s2c"}
-#: wire port a frame *enters* through, per direction; netem sits on the port it *leaves* through.
+#: wire port a frame *enters* through, per direction (netem sits on the one it leaves through:
+#: EGRESS_PORT_HOST below).
 INGRESS_PORT = {"c2s": "c", "s2c": "s"}
-EGRESS_PORT = {"c2s": "s", "s2c": "c"}
 NFT_FLAG = {"FIN": "fin", "SYN": "syn", "RST": "rst", "PSH": "psh", "ACK": "ack", "URG": "urg",
             "ECE": "ecn", "CWR": "cwr"}
 
@@ -229,6 +229,7 @@ class WireImpairments:
         self.netem: dict[str, Netem] = {}
         self.drops: list[Drop] = []
         self._nft_rules: list[str] = []
+        self._chains: list[str] = []
 
     def apply(self, c2s: Netem | None, s2c: Netem | None, drops: list[Drop]) -> None:
         for d, spec in (("c2s", c2s), ("s2c", s2c)):
@@ -275,14 +276,14 @@ class WireImpairments:
             for fam, cond in (("ip", f"ip length {'>' if drop.payload else '=='} {20 + hdr}"),
                               ("ip6", f"ip6 length {'>' if drop.payload else '=='} {hdr}")):
                 rules.append(f"ether type {fam} {drop.nft_match()} tcp doff {doff} {cond} jump drop{n}")
-        self._chains = getattr(self, "_chains", []) + [f"  chain drop{n} {{\n    {count}\n  }}"]
+        self._chains.append(f"  chain drop{n} {{\n    {count}\n  }}")
         return rules
 
     def _nft_load(self) -> None:
         ok, why = probe_nft()
         if not ok:
             raise Unsupported(why)
-        chains = "\n".join(getattr(self, "_chains", []))
+        chains = "\n".join(self._chains)
         body = "\n    ".join(self._nft_rules)
         script = (f"flush ruleset\ntable bridge {self.TABLE} {{\n{chains}\n  chain forward {{\n    type filter "
                   f"hook forward priority 0; policy accept;\n    {body}\n  }}\n}}\n")

@@ -193,16 +193,6 @@ class Connection:
     def is_lost(self, index: int) -> bool:
         return bool(self._lost) and index in self._lost
 
-    def retransmissions(self) -> list[Segment]:
-        """Segments that repeat an earlier one's direction, flags, seq, length and ack."""
-        seen, out = set(), []
-        for s in self.segments:
-            k = (self.side(s), s.flags, s.seq, s.length, s.ack)
-            if k in seen and (s.length or s.flags & {"SYN", "FIN"}):
-                out.append(s)
-            seen.add(k)
-        return out
-
     # -- rendering ---------------------------------------------------------------------
     def line(self, seg: Segment, *, win: bool = False, options: bool = False) -> str:
         """packetdrill-style relative notation, e.g. ``< S. 0:0(0) ack 1``."""
@@ -276,6 +266,7 @@ class Connection:
     # -- expectations ----------------------------------------------------------------
     def expect(self, script: str, *, complete: bool = True) -> None:
         """Assert the exchange matches ``script``; see :mod:`tcplab.expect` for the notation."""
+        __tracebackhide__ = True  # pytest: point at the lab's line, not at tcplab
         from .expect import Expectation
         Expectation.parse(script).check(self, complete=complete)
 

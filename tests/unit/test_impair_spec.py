@@ -72,3 +72,12 @@ def test_netem_request_encoding():
     msg.setvalue(opts)
     msg.encode()
     assert len(msg.data) > 24
+
+
+def test_describe_names_backend_specs_and_drops():
+    from tcplab.impair import WireImpairments
+    imp = WireImpairments(topo=None, backend="nft")
+    imp.netem["c2s"] = Netem(loss=20)
+    imp.drops = [Drop("<", "S."), Drop(">", "S", count=2), Drop(">", "P.", payload=True)]
+    assert imp.describe() == ("backend nft; c2s: loss=20; drop segment #1 matching '< S.'; "
+                              "drop segment #1-#2 matching '> S'; drop segment #1 matching '> P.' with payload")
