@@ -137,8 +137,9 @@ def test_labs_as_non_root_stop_with_one_clear_line():
 def test_root_run_leaves_no_caches_in_the_repo(tmp_path):
     copy = tmp_path / "repo"
     shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as a user's shell
     r = subprocess.run([sys.executable, "-m", "pytest", "labs/test_reset.py", "tests/unit/test_trace.py", "-q"],
-                       cwd=copy, capture_output=True, text=True, timeout=300)
+                       cwd=copy, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stdout[-2000:]
     left = [str(p.relative_to(copy)) for p in copy.rglob("*") if p.name in ("__pycache__", ".pytest_cache")]
     assert left == []
