@@ -85,13 +85,19 @@ def kernel_version(image: Path) -> str:
 
 
 def default_kernel() -> Path:
-    """The newest /boot/vmlinuz-* whose modules include sch_netem, other than the running one."""
+    """The newest /boot/vmlinuz-* whose modules include sch_netem, preferring one that is not the
+    running kernel (the point is a second kernel; on Ubuntu it may be the only one)."""
     running = os.uname().release
     found = []
     for img in Path("/boot").glob("vmlinuz-*"):
-        kv = kernel_version(img)
-        if kv != running and list(Path(f"/lib/modules/{kv}").rglob("sch_netem.ko*")):
+        try:
+            kv = kernel_version(img)
+        except VMError:
+            continue
+        if list(Path(f"/lib/modules/{kv}").rglob("sch_netem.ko*")):
             found.append(img)
+    others = [img for img in found if kernel_version(img) != running]
+    found = others or found
     if not found:
         raise VMError("no kernel image with sch_netem under /boot: run  sudo ci/setup --vm  "
                       "(installs Debian's linux-image-amd64 and QEMU), or pass --kernel")
