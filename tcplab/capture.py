@@ -169,16 +169,17 @@ class Capture:
             with self._cond:
                 before = sum(self._seen.values())
             try:
-                def drained() -> bool:
-                    self._account()
-                    with self._cond:
-                        return all(self._seen[n] >= self._delivered[n] for n in self._socks)
-                until(drained, stall, "the sniffer to read every frame the kernel queued")
+                until(self._drained, stall, "the sniffer to read every frame the kernel queued")
                 return
             except TimeoutError:
                 with self._cond:
                     if sum(self._seen.values()) == before:
                         raise
+
+    def _drained(self) -> bool:
+        self._account()
+        with self._cond:
+            return all(self._seen[n] >= self._delivered[n] for n in self._socks)
 
     def _account(self) -> None:
         for n, s in self._socks.items():

@@ -28,3 +28,11 @@ class WaitTimeout(TcplabError, TimeoutError):
 
 class ExpectationFailed(TcplabError, AssertionError):
     """An observed exchange does not match the expected one.  ``str()`` is the full report."""
+
+
+def check_int(name: str, value: object, lo: int, hi: int, valid: str) -> int:
+    """``value`` must be a whole number (not a bool) from ``lo`` to ``hi``; otherwise a
+    :class:`ConfigError` saying ``NAME=VALUE is out of range: VALID``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{name}={value!r} is out of range: {valid}")
+    return value

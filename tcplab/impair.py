@@ -27,7 +27,7 @@ import subprocess
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import ConfigError, TcplabError, Unsupported
+from .errors import ConfigError, TcplabError, Unsupported, check_int
 from .trace import flags_from_letters
 
 BACKENDS = ("auto", "netem", "nft")
@@ -76,16 +76,14 @@ class Netem:
             raise ConfigError("loss_corr needs loss > 0 (correlation of what?)")
         if self.reorder and not self.delay:
             raise ConfigError("reorder needs a delay: reordered segments skip the delay the others get")
-        if self.rate_kbit is not None and (not isinstance(self.rate_kbit, int) or not 8 <= self.rate_kbit <= 10**8):
-            raise ConfigError(f"rate_kbit={self.rate_kbit!r} is out of range: an integer from 8 to 100000000")
-        if not isinstance(self.limit, int) or not 1 <= self.limit <= 10**6:
-            raise ConfigError(f"limit={self.limit!r} is out of range: packets from 1 to 1000000")
+        if self.rate_kbit is not None:
+            check_int("rate_kbit", self.rate_kbit, 8, 10**8, "an integer from 8 to 100000000")
+        check_int("limit", self.limit, 1, 10**6, "packets from 1 to 1000000")
 
     def needs_netem(self) -> list[str]:
         """The features set here that only sch_netem can emulate."""
-        out = [f.name for f in fields(self) if f.name not in ("loss", "limit")
-               and getattr(self, f.name) not in (0, None)]
-        return out
+        return [f.name for f in fields(self) if f.name not in ("loss", "limit")
+                and getattr(self, f.name) not in (0, None)]
 
     def is_null(self) -> bool:
         return all(getattr(self, f.name) in (0, None) for f in fields(self) if f.name != "limit")
@@ -132,10 +130,8 @@ class Drop:
             flags_from_letters(self.flags)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        if isinstance(self.nth, bool) or not isinstance(self.nth, int) or not 1 <= self.nth <= 10**6:
-            raise ConfigError(f"nth={self.nth!r} is out of range: 1 (the first match) to 1000000")
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or not 1 <= self.count <= 10**6:
-            raise ConfigError(f"count={self.count!r} is out of range: 1 to 1000000 consecutive matches")
+        check_int("nth", self.nth, 1, 10**6, "1 (the first match) to 1000000")
+        check_int("count", self.count, 1, 10**6, "1 to 1000000 consecutive matches")
         if self.payload not in (None, True, False):
             raise ConfigError(f"payload={self.payload!r}: use True, False or None (either)")
 
@@ -162,8 +158,8 @@ _probe_cache: dict[str, Any] = {}
 
 
 def probe_netem() -> tuple[bool, str]:
-    """Can this kernel attach a netem qdisc?  Tried for real on a dummy device in a scratch
-    namespace (never the root namespace)."""
+    """Can this kernel attach a netem qdisc?  Tried for real on a veth in a scratch namespace
+    (never the root namespace)."""
     if "netem" in _probe_cache:
         return _probe_cache["netem"]
     from .netns import Namespace

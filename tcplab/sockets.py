@@ -73,7 +73,8 @@ class Conn:
         return c
 
     def wait_connected(self, timeout: float = 5.0) -> "Conn":
-        """Block until the handshake completes (or fails: raises ConnectionError)."""
+        """Block until the handshake completes.  A failed connect raises OSError with its errno
+        (ConnectionRefusedError for an RST, for example)."""
         _, w, _ = select.select([], [self.sock], [], timeout)
         if not w:
             raise WaitTimeout(f"connect from {self.host.name} {self.local} to {self.peer} did not complete "
@@ -89,15 +90,20 @@ class Conn:
         self.sock.setblocking(True)
         self.sock.sendall(data)
 
+    def _recv_some(self, size: int, deadline: float, waiting_for: str) -> bytes:
+        """One recv() of up to ``size`` bytes once the socket is readable (b"" is EOF); raises
+        WaitTimeout saying ``waiting_for`` if nothing comes before ``deadline``."""
+        r, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+        if not r:
+            raise WaitTimeout(waiting_for)
+        return self.sock.recv(size)
+
     def recv_exactly(self, n: int, timeout: float = 5.0) -> bytes:
         buf = b""
         deadline = time.monotonic() + timeout
         while len(buf) < n:
-            left = deadline - time.monotonic()
-            r, _, _ = select.select([self.sock], [], [], max(0.0, left))
-            if not r:
-                raise WaitTimeout(f"{self.host.name} received {len(buf)} of {n} bytes within {timeout:g} s")
-            chunk = self.sock.recv(n - len(buf))
+            chunk = self._recv_some(n - len(buf), deadline, f"{self.host.name} received {len(buf)} of {n} "
+                                    f"bytes within {timeout:g} s")
             if not chunk:
                 raise TcplabError(f"{self.host.name}: the peer closed after {len(buf)} of {n} bytes")
             buf += chunk
@@ -107,14 +113,10 @@ class Conn:
         """Read until the peer's FIN (EOF); returns what was read."""
         buf = b""
         deadline = time.monotonic() + timeout
-        while True:
-            r, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
-            if not r:
-                raise WaitTimeout(f"{self.host.name}: no EOF from the peer within {timeout:g} s")
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return buf
+        while chunk := self._recv_some(65536, deadline, f"{self.host.name}: no EOF from the peer within "
+                                                         f"{timeout:g} s"):
             buf += chunk
+        return buf
 
     # -- closing -----------------------------------------------------------------------
     def shutdown_write(self) -> None:

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, TcplabError
+from .errors import ConfigError, TcplabError, check_int
 from .netns import Namespace
 from . import settings
 
@@ -161,9 +161,7 @@ class Host:
     def rto_min(self, ms: int) -> None:
         """Set the retransmission timeout floor towards the peer (locked route metric ``rto_min``;
         tcplab's default is 20 ms, Linux's own is 200 ms)."""
-        if isinstance(ms, bool) or not isinstance(ms, int) or not 1 <= ms <= 120_000:
-            raise ConfigError(f"rto_min={ms!r} is out of range: milliseconds from 1 to 120000")
-        self._rto_min = ms
+        self._rto_min = check_int("rto_min", ms, 1, 120_000, "milliseconds from 1 to 120000")
         self.ns.run(self._set_peer_routes)
 
     # -- sockets, programs, state --------------------------------------------------------

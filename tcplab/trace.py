@@ -122,6 +122,18 @@ class Segment:
                    options=tuple((n, v) for n, v in tcp.options), payload=payload)
 
 
+def _segments(packets: Iterable[Any]) -> list[Segment]:
+    """The TCP segments among captured packets (anything else is dropped)."""
+    return [s for s in map(Segment.from_scapy, packets) if s is not None]
+
+
+def _read_pcap(path: Any) -> list:
+    from scapy.utils import rdpcap
+    from .capture import load_scapy_layers
+    load_scapy_layers()
+    return list(rdpcap(str(path)))
+
+
 def _endpoint(ip: str, port: int, family: int) -> str:
     return f"[{ip}]:{port}" if family == 6 else f"{ip}:{port}"
 
@@ -290,12 +302,14 @@ class Trace:
     @classmethod
     def from_segments(cls, sent: list[Segment], received: list[Segment] | None = None,
                       pcaps: dict[str, Path] | None = None) -> "Trace":
+        def four_tuple(s: Segment) -> frozenset:
+            return frozenset({(s.src, s.sport), (s.dst, s.dport)})
         groups: dict[frozenset, list[Segment]] = {}
         for s in sorted(sent, key=lambda s: s.time):
-            groups.setdefault(frozenset({(s.src, s.sport), (s.dst, s.dport)}), []).append(s)
+            groups.setdefault(four_tuple(s), []).append(s)
         rgroups: dict[frozenset, list[Segment]] = {}
         for s in received or []:
-            rgroups.setdefault(frozenset({(s.src, s.sport), (s.dst, s.dport)}), []).append(s)
+            rgroups.setdefault(four_tuple(s), []).append(s)
         conns = []
         for k, segs in groups.items():
             first_syn = next((s for s in segs if s.flags & {"SYN", "ACK"} == {"SYN"}), segs[0])
@@ -307,45 +321,32 @@ class Trace:
         return cls(conns, pcaps)
 
     @classmethod
-    def from_captures(cls, packets: dict[str, list], topo: Any, pcaps: dict[str, Path]) -> "Trace":
-        """Build from per-host packet lists (``{"client": [...], "server": [...]}``)."""
+    def from_views(cls, views: dict[str, tuple[list, set[str]]], pcaps: dict[str, Path]) -> "Trace":
+        """Build from each host's own capture: ``{name: (packets, the host's addresses)}``.  A
+        host's capture supplies what it sent and what it received."""
         sent, received = [], []
-        for host in topo.hosts:
-            mine = {host.addr(4), host.addr(6)}
-            for p in packets.get(host.name, []):
-                seg = Segment.from_scapy(p)
-                if seg is None:
-                    continue
+        for packets, mine in views.values():
+            for seg in _segments(packets):
                 (sent if seg.src in mine else received if seg.dst in mine else []).append(seg)
         return cls.from_segments(sent, received, pcaps)
 
     @classmethod
+    def from_captures(cls, packets: dict[str, list], topo: Any, pcaps: dict[str, Path]) -> "Trace":
+        """Build from per-host packet lists (``{"client": [...], "server": [...]}``)."""
+        return cls.from_views({h.name: (packets.get(h.name, []), {h.addr(4), h.addr(6)}) for h in topo.hosts},
+                              pcaps)
+
+    @classmethod
     def from_pcaps(cls, sender_side: dict[str, Any], endpoints: dict[str, set[str]]) -> "Trace":
         """Offline: ``sender_side`` maps host name to a pcap path; ``endpoints`` maps host name to
-        its IP addresses.  Each host's pcap supplies what it sent and what it received."""
-        from scapy.utils import rdpcap
-        from .capture import load_scapy_layers
-        load_scapy_layers()
-        sent, received = [], []
-        for name, path in sender_side.items():
-            for p in rdpcap(str(path)):
-                seg = Segment.from_scapy(p)
-                if seg is None:
-                    continue
-                if seg.src in endpoints[name]:
-                    sent.append(seg)
-                elif seg.dst in endpoints[name]:
-                    received.append(seg)
-        return cls.from_segments(sent, received, {n: Path(p) for n, p in sender_side.items()})
+        its IP addresses."""
+        return cls.from_views({n: (_read_pcap(p), endpoints[n]) for n, p in sender_side.items()},
+                              {n: Path(p) for n, p in sender_side.items()})
 
     @classmethod
     def from_pcap(cls, path: Any) -> "Trace":
         """Offline, one capture holding both directions (no loss information)."""
-        from scapy.utils import rdpcap
-        from .capture import load_scapy_layers
-        load_scapy_layers()
-        segs = [s for s in (Segment.from_scapy(p) for p in rdpcap(str(path))) if s]
-        return cls.from_segments(segs, None, {"pcap": Path(path)})
+        return cls.from_segments(_segments(_read_pcap(path)), None, {"pcap": Path(path)})
 
     def connections(self, *, port: int | None = None) -> list[Connection]:
         return [c for c in self.connections_list if port is None or port in (c.server[1], c.client[1])]
