@@ -6,7 +6,8 @@ import sys
 USAGE = """usage: python -m tcplab COMMAND
   doctor      what this machine can do for the labs (exit 0 when the labs can run)
   coverage    run the labs and write the claim -> lab -> result table (docs/coverage.md)
-  vm          run pytest inside a VM booted from another kernel (see: python -m tcplab vm --help)"""
+  vm          run pytest inside a VM booted from another kernel (see: python -m tcplab vm --help)
+  soak        run a selection N times in a row; failures per test, wall times (soak --help)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "vm":
         from .vm import main as vm
         return vm(rest)
+    if cmd == "soak":
+        from .soak import main as soak
+        return soak(rest)
     print(f"unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
     return 2
 

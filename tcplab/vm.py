@@ -161,7 +161,8 @@ def kvm_usable() -> tuple[bool, str]:
 
 
 def run_vm(kernel: Path, pytest_args: list[str], *, env: dict[str, str], timeout: float,
-           boot_timeout: float, junit: Path | None, keep: bool, accel: str, memory: str) -> int:
+           boot_timeout: float, junit: Path | None, keep: bool, accel: str, memory: str,
+           artifacts: Path | None = None) -> int:
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         raise VMError("qemu-system-x86_64 is missing: run  sudo ci/setup --vm")
@@ -185,7 +186,7 @@ export HOME={scratch}/tmp TMPDIR={scratch}/tmp PATH=/usr/local/sbin:/usr/local/b
 cd {shlex.quote(str(REPO))}
 echo "[guest] kernel $(uname -r), python $(.venv/bin/python -c 'import sys; print(sys.version.split()[0])')"
 .venv/bin/python -m tcplab doctor
-.venv/bin/python -m pytest {args} --junitxml={scratch}/tcplab-results/junit.xml
+.venv/bin/python -m pytest {args} --junitxml={scratch}/tcplab-results/junit.xml --tcplab-artifacts={scratch}/tcplab-results/artifacts
 rc=$?
 echo $rc > {scratch}/tcplab-results/exit_code
 exit $rc
@@ -246,6 +247,9 @@ exit $rc
         if junit and (results / "junit.xml").exists():
             junit.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(results / "junit.xml", junit)
+        if artifacts and (results / "artifacts").is_dir():
+            shutil.copytree(results / "artifacts", artifacts, dirs_exist_ok=True)
+            print(f"[tcplab vm] pcaps and failure text of the failed tests: {artifacts}", flush=True)
         print(f"[tcplab vm] kernel {kver}: pytest exit {rc}; VM wall time {wall:.1f} s", flush=True)
         return rc
     except VMError:
@@ -277,6 +281,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--timeout", type=float, default=2400, help="seconds for the whole VM run")
     ap.add_argument("--boot-timeout", type=float, default=180, help="seconds until the guest must be up")
     ap.add_argument("--junit", type=Path, help="copy the guest's JUnit XML here")
+    ap.add_argument("--artifacts", type=Path,
+                    help="copy the pcaps and failure text of the guest's failed tests here")
     ap.add_argument("--keep", action="store_true", help="keep the VM's work directory (console log, results)")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: pytest arguments")
     a = ap.parse_args(argv)
@@ -297,7 +303,7 @@ def main(argv: list[str]) -> int:
         print(f"[tcplab vm] host kernel {os.uname().release}; guest kernel {kernel_version(kernel)}"
               + (" (netem backend forced, skips fail)" if a.netem else ""), flush=True)
         rc = run_vm(kernel, extra, env=env, timeout=a.timeout, boot_timeout=a.boot_timeout, junit=junit,
-                    keep=a.keep, accel=a.accel, memory=a.memory)
+                    keep=a.keep, accel=a.accel, memory=a.memory, artifacts=a.artifacts)
     except VMError as exc:
         print(f"[tcplab vm] ERROR: {exc}", file=sys.stderr)
         return 3
@@ -305,6 +311,10 @@ def main(argv: list[str]) -> int:
         c = junit_counts(junit)
         print(f"[tcplab vm] guest tests: {c['tests']} run, {c['failures']} failed, {c['errors']} errors, "
               f"{c['skipped']} skipped", flush=True)
+        if c["failures"] or c["errors"]:
+            from .soak import failure_summary
+            print(f"[tcplab vm] failed in the guest (kernel {kernel_version(kernel)}):\n"
+                  + failure_summary([junit], lines=12), flush=True)
         if a.netem and c["skipped"]:
             print("[tcplab vm] FAIL: a test skipped in the netem run; netem must really shape traffic there")
             return rc or 1
