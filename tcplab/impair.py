@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 from dataclasses import dataclass, fields
@@ -152,6 +153,24 @@ class Drop:
         return f"drop segment {which} matching '{arrow} {self.flags}'{extra}"
 
 
+#: the seeded loss pattern repeats after this many TCP frames per direction
+SEED_PERIOD = 16384
+
+
+def new_seed() -> int:
+    """A fresh seed for one test's random impairments (printed and recorded so it can be replayed)."""
+    return random.SystemRandom().randrange(1, 2**31)
+
+
+def seeded_loss_pattern(seed: int, direction: str, loss: float, period: int = SEED_PERIOD) -> list[int]:
+    """Which of the TCP frames ``0 .. period-1`` travelling ``direction`` are lost: each one
+    independently with probability ``loss`` percent, drawn from a PRNG seeded with
+    ``(seed, direction)``.  The same seed always gives the same pattern."""
+    rng = random.Random(f"tcplab-{seed}-{direction}")
+    p = loss / 100.0
+    return [i for i in range(period) if rng.random() < p]
+
+
 # -- backend detection -----------------------------------------------------------------------
 
 _probe_cache: dict[str, Any] = {}
@@ -219,9 +238,12 @@ class WireImpairments:
 
     TABLE = "tcplab"
 
-    def __init__(self, topo, backend: str):
+    def __init__(self, topo, backend: str, seed: int | None = None):
         self.topo = topo
         self.backend = backend
+        #: seed of the random impairments; on the nftables backend it fixes which TCP frames of
+        #: each direction are lost (replayable); netem draws from the kernel's own PRNG
+        self.seed = seed if seed is not None else new_seed()
         self.netem: dict[str, Netem] = {}
         self.drops: list[Drop] = []
         self._nft_rules: list[str] = []
@@ -242,9 +264,13 @@ class WireImpairments:
                     raise Unsupported(f"this kernel lacks sch_netem (backend {self.backend}); "
                                       f"{', '.join(extra)} needs it; only random loss has an nftables fallback")
                 if spec.loss:
-                    # numgen random mod 10000: loss in hundredths of a percent
-                    self._nft_rules.append(f'iifname "{INGRESS_PORT[d]}" meta l4proto tcp '
-                                           f'numgen random mod 10000 < {round(spec.loss * 100)} counter drop')
+                    # A seeded pattern: numgen inc counts this direction's TCP frames, and the
+                    # indices drawn from the seed are dropped, so a seed replays the same losses.
+                    lost = seeded_loss_pattern(self.seed, d, spec.loss)
+                    if lost:
+                        pick = "{ " + ", ".join(map(str, lost)) + " }" if len(lost) > 1 else f"== {lost[0]}"
+                        self._nft_rules.append(f'iifname "{INGRESS_PORT[d]}" meta l4proto tcp '
+                                               f'numgen inc mod {SEED_PERIOD} {pick} counter drop')
             self.netem[d] = spec
         for drop in drops:
             self._nft_rules.extend(self._drop_rules(drop, len(self.drops)))
@@ -325,8 +351,22 @@ class WireImpairments:
             return out
         return self.topo.wire.run(read)
 
+    @property
+    def random(self) -> bool:
+        """Whether anything here is random (loss, jitter, duplication...), i.e. the seed matters."""
+        return any(getattr(spec, k) for spec in self.netem.values()
+                   for k in ("loss", "jitter", "duplicate", "reorder", "corrupt"))
+
+    def seed_note(self) -> str:
+        if self.backend == "nft":
+            return f"seed {self.seed} (replay the same losses with --tcplab-seed {self.seed})"
+        return (f"seed {self.seed} (netem draws from the kernel's own PRNG: --tcplab-seed {self.seed} "
+                "does not replay its losses; use TCPLAB_BACKEND=nft for a replayable loss pattern)")
+
     def describe(self) -> str:
         parts = [f"backend {self.backend}"]
+        if self.random:
+            parts.append(self.seed_note())
         for d, spec in self.netem.items():
             parts.append(f"{d}: " + ", ".join(f"{k}={v}" for k, v in spec.tc_kwargs().items() if k != "limit"))
         parts += [d.describe() for d in self.drops]

@@ -225,7 +225,10 @@ class Topology:
     ``workdir`` is where captures and program output go (a fresh temporary directory by default).
     """
 
-    def __init__(self, *, workdir: str | os.PathLike | None = None):
+    def __init__(self, *, workdir: str | os.PathLike | None = None, seed: int | None = None):
+        #: seed for random impairments (None: a fresh one per impair() call, recorded there)
+        self.seed = seed
+        self.captures: list = []
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="tcplab-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._namespaces: list[Namespace] = []
@@ -272,10 +275,13 @@ class Topology:
         ipr.link("set", index=br, state="up")
         self.wire_ports = {name: ipr.link_lookup(ifname=p)[0] for name, p in WIRE_PORT.items()}
 
-    def impair(self, *, c2s=None, s2c=None, both=None, drops=(), backend: str | None = None):
+    def impair(self, *, c2s=None, s2c=None, both=None, drops=(), backend: str | None = None,
+               seed: int | None = None):
         """Impair the wire: ``c2s``/``s2c`` (or ``both``) are :class:`tcplab.impair.Netem` specs,
         ``drops`` a list of :class:`tcplab.impair.Drop`.  Returns the applied
-        :class:`tcplab.impair.WireImpairments` (backend, counters).  Can be called once."""
+        :class:`tcplab.impair.WireImpairments` (backend, counters, ``seed``).  Can be called once.
+        ``seed`` (default: the topology's, else a fresh one) fixes the random loss pattern on
+        the nftables backend."""
         from .impair import Drop, Netem, WireImpairments, chosen_backend
         if self.impairments is not None:
             raise ConfigError("the wire is already impaired: give every impairment in one impair() call")
@@ -290,7 +296,9 @@ class Topology:
         for d in drops:
             if not isinstance(d, Drop):
                 raise ConfigError(f"drops= takes tcplab.impair.Drop(...) items, not {type(d).__name__}")
-        imp = WireImpairments(self, chosen_backend(backend))
+        if seed is not None:
+            check_int("seed", seed, 0, 2**63 - 1, "a whole number from 0 (e.g. seed=1234)")
+        imp = WireImpairments(self, chosen_backend(backend), seed if seed is not None else self.seed)
         imp.apply(c2s, s2c, drops)
         self.impairments = imp
         return imp
@@ -298,7 +306,9 @@ class Topology:
     def capture(self, name: str = "capture", **kw: Any):
         """Start a capture on both ends of the link; see :class:`tcplab.capture.Capture`."""
         from .capture import Capture
-        return Capture(self, name=name, **kw)
+        cap = Capture(self, name=name, **kw)
+        self.captures.append(cap)
+        return cap
 
     def close(self) -> None:
         """Tear everything down: programs, sockets, impairments, namespaces (reclaimed by the

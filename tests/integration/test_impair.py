@@ -18,15 +18,15 @@ def binomial_bounds(n, p, z=5.0):
 
 
 def _burst(topo, n):
-    """n crafted TCP segments client -> server straight onto the wire (no TCP stack involved)."""
+    """n crafted TCP segments client -> server straight onto the wire (no TCP stack involved);
+    the i-th has seq i, so each one can be told apart."""
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
     out = topo.client.ns.run(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
     out.bind(("eth0", 0))
-    frame = bytes(Ether(src=topo.client.mac, dst=topo.server.mac) / IP(src="198.18.0.1", dst="198.18.0.2")
-                  / TCP(sport=5555, dport=9, flags="A", seq=1, ack=1))
-    for _ in range(n):
-        out.send(frame)
+    head = Ether(src=topo.client.mac, dst=topo.server.mac) / IP(src="198.18.0.1", dst="198.18.0.2")
+    for i in range(n):
+        out.send(bytes(head / TCP(sport=5555, dport=9, flags="A", seq=i, ack=1)))
     out.close()
 
 
@@ -136,3 +136,40 @@ def test_netem_loss_is_real_loss(topology):
     # own devices cross it too), so its counter covers at least the test's own losses.  The
     # exact per-frame equality is checked on the nftables backend, whose rules match TCP only.
     assert imp.netem_stats()["c2s"]["drops"] >= sent - arrived
+
+
+def _lost_seqs(seed, backend="nft", n=1000):
+    from tcplab import Topology
+    with Topology(seed=seed) as topo:
+        imp = topo.impair(c2s=Netem(loss=P * 100), backend=backend)
+        with topo.capture() as cap:
+            _burst(topo, n)
+        sent = [p["TCP"].seq for p in cap.packets["client"] if p.haslayer("TCP") and p["TCP"].sport == 5555]
+        arrived = {p["TCP"].seq for p in cap.packets["server"] if p.haslayer("TCP") and p["TCP"].sport == 5555}
+        assert len(sent) == n
+        return imp, [q for q in sent if q not in arrived]
+
+
+def test_same_seed_loses_the_same_segments():
+    """nftables backend: the seed fixes exactly which frames are lost, run after run."""
+    imp, first = _lost_seqs(1234)
+    _, again = _lost_seqs(1234)
+    _, other = _lost_seqs(4321)
+    assert imp.seed == 1234 and "--tcplab-seed 1234" in imp.describe()
+    assert first == again
+    assert other != first
+    lo, hi = binomial_bounds(1000, P)
+    assert lo <= len(first) <= hi and lo <= len(other) <= hi
+
+
+def test_seeded_pattern_is_a_function_of_seed_and_direction():
+    from tcplab.impair import seeded_loss_pattern
+    a = seeded_loss_pattern(7, "c2s", 20)
+    assert a == seeded_loss_pattern(7, "c2s", 20)
+    assert a != seeded_loss_pattern(7, "s2c", 20) and a != seeded_loss_pattern(8, "c2s", 20)
+    assert seeded_loss_pattern(7, "c2s", 0) == [] and len(seeded_loss_pattern(7, "c2s", 100)) == 16384
+
+
+def test_seed_is_validated(topology):
+    with pytest.raises(ConfigError, match="seed=-3 is out of range"):
+        topology.impair(both=Netem(loss=5), seed=-3)
