@@ -303,10 +303,16 @@ class Topology:
         self.impairments = imp
         return imp
 
-    def capture(self, name: str = "capture", **kw: Any):
-        """Start a capture on both ends of the link; see :class:`tcplab.capture.Capture`."""
-        from .capture import Capture
-        cap = Capture(self, name=name, **kw)
+    def capture(self, name: str = "capture", *, bulk: bool = False, **kw: Any):
+        """Start a capture on both ends of the link; see :class:`tcplab.capture.Capture`.  With
+        ``bulk=True``, a headers-only ring capture that keeps up with bulk transfers
+        (:class:`tcplab.ring.RingCapture`: ``snaplen=128``, ``ring_mb=64`` per end)."""
+        if bulk:
+            from .ring import RingCapture
+            cap = RingCapture(self, name=name, **kw)
+        else:
+            from .capture import Capture
+            cap = Capture(self, name=name, **kw)
         self.captures.append(cap)
         return cap
 

@@ -95,8 +95,13 @@ class Segment:
     def end(self) -> int:
         return (self.seq + self.length) % MOD
 
-    def key(self) -> tuple:
-        """What identifies one transmission across both captures (TS val makes copies distinct)."""
+    def key(self) -> tuple | bytes:
+        """What identifies one transmission across both captures (TS val makes copies distinct).
+        Segments parsed from raw frames use their addresses, TCP header and payload bytes, whose
+        hash Python caches (the bulk path); others a tuple of their fields."""
+        raw = self.__dict__.get("_key")
+        if raw is not None:
+            return raw
         return (self.src, self.sport, self.dst, self.dport, self.flags, self.seq, self.ack, self.win,
                 self.length, self.options, self.payload)
 
@@ -186,6 +191,9 @@ class Connection:
         for i, s in enumerate(self.segments):
             by_key.setdefault(s.key(), []).append(i)
         for key, idxs in by_key.items():
+            times = arrivals.get(key)
+            if len(idxs) == 1 and times and self.segments[idxs[0]].time <= times[0] + 1e-3:
+                continue  # the common case: sent once, arrived
             unmatched = list(idxs)
             for t in arrivals.get(key, []):
                 # the copy that arrived is the latest one sent before it arrived
