@@ -76,8 +76,19 @@ def test_netem_request_encoding():
 
 def test_describe_names_backend_specs_and_drops():
     from tcplab.impair import WireImpairments
-    imp = WireImpairments(topo=None, backend="nft")
+    imp = WireImpairments(topo=None, backend="nft", seed=77)
     imp.netem["c2s"] = Netem(loss=20)
     imp.drops = [Drop("<", "S."), Drop(">", "S", count=2), Drop(">", "P.", payload=True)]
-    assert imp.describe() == ("backend nft; c2s: loss=20; drop segment #1 matching '< S.'; "
+    assert imp.describe() == ("backend nft; seed 77 (replay the same losses with --tcplab-seed 77); "
+                              "c2s: loss=20; drop segment #1 matching '< S.'; "
                               "drop segment #1-#2 matching '> S'; drop segment #1 matching '> P.' with payload")
+
+
+def test_describe_says_netem_losses_do_not_replay_and_targeted_drops_need_no_seed():
+    from tcplab.impair import WireImpairments
+    imp = WireImpairments(topo=None, backend="netem", seed=5)
+    imp.netem["s2c"] = Netem(loss=1)
+    assert "seed 5 (netem draws from the kernel's own PRNG: --tcplab-seed 5 does not replay" in imp.describe()
+    only_drops = WireImpairments(topo=None, backend="nft", seed=5)
+    only_drops.drops = [Drop("<", "S.")]
+    assert not only_drops.random and "seed" not in only_drops.describe()
