@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -62,25 +63,47 @@ def _ipr(ns: Namespace):
     return h
 
 
+_feature_bits: dict[str, int] = {}
+ETHTOOL_GFEATURES, ETHTOOL_SFEATURES, SIOCETHTOOL = 0x3A, 0x3B, 0x8946
+
+
+def _ethtool(ifname: str, buf: bytearray) -> None:
+    """One SIOCETHTOOL ioctl on ``ifname`` with ``buf`` as its (in/out) argument."""
+    import array
+    import fcntl
+    arr = array.array("B", buf)
+    ifreq = struct.pack("16sQ16x", ifname.encode(), arr.buffer_info()[0])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, SIOCETHTOOL, ifreq)
+    buf[:] = arr.tobytes()
+
+
 def _disable_offloads(ifname: str) -> None:
-    from pyroute2.ethtool.ioctl import IoctlEthtool
-    eth = IoctlEthtool(ifname)
-    try:
-        features = eth.get_features()
-        changed = False
-        for name in OFFLOADS_OFF:
-            if name in features and features.is_active(name) and not features.is_never_changed(name):
-                features[name] = False
-                changed = True
-        if changed:
-            eth.set_features(features)
-        after = eth.get_features()
-        still = [n for n in OFFLOADS_OFF[:5] if n in after and after.is_active(n)]
-        if still:
-            raise TcplabError(f"could not turn off offloads {still} on {ifname}: captures would show "
-                              "merged segments and bad checksums")
-    finally:
-        eth.close()
+    """Turn the offloads that make captures lie off with one ETHTOOL_SFEATURES ioctl, and check
+    with one ETHTOOL_GFEATURES that they are off.  The feature bit numbers are the kernel's, looked
+    up once per process."""
+    if not _feature_bits:
+        from pyroute2.ethtool.ioctl import IoctlEthtool
+        eth = IoctlEthtool(ifname)
+        try:
+            _feature_bits.update((n, i) for i, n in enumerate(eth.get_stringset(4)))  # ETH_SS_FEATURES
+        finally:
+            eth.close()
+    words = (max(_feature_bits.values()) + 32) // 32
+    bits = [_feature_bits[n] for n in OFFLOADS_OFF if n in _feature_bits]
+    valid = [0] * words
+    for b in bits:
+        valid[b // 32] |= 1 << (b % 32)
+    _ethtool(ifname, bytearray(struct.pack("II", ETHTOOL_SFEATURES, words)
+                               + b"".join(struct.pack("II", v, 0) for v in valid)))
+    got = bytearray(struct.pack("II", ETHTOOL_GFEATURES, words) + bytes(16 * words))
+    _ethtool(ifname, got)
+    active = [struct.unpack_from("IIII", got, 8 + 16 * w)[2] for w in range(words)]
+    still = [n for n in OFFLOADS_OFF[:5] if n in _feature_bits
+             and active[_feature_bits[n] // 32] >> (_feature_bits[n] % 32) & 1]
+    if still:
+        raise TcplabError(f"could not turn off offloads {still} on {ifname}: captures would show "
+                          "merged segments and bad checksums")
 
 
 class Host:
