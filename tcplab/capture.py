@@ -214,10 +214,20 @@ class Capture:
         return self
 
     def _write_pcap(self, host: str) -> None:
+        """One pcap per end.  If it cannot be written whole (disk full, read-only folder), the
+        partial file is removed and the error names the folder: a lab never points at a pcap
+        that lacks frames."""
         from scapy.utils import PcapWriter
-        with PcapWriter(str(self.paths[host]), linktype=1, sync=False) as w:
-            for p in self.packets[host]:
-                w.write(p)
+        path = self.paths[host]
+        try:
+            with PcapWriter(str(path), linktype=1, sync=False) as w:
+                for p in self.packets[host]:
+                    w.write(p)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise TcplabError(f"could not write the capture {path.name} in {path.parent}: "
+                              f"{exc.strerror or exc}; free space there (or choose another folder, "
+                              "e.g. pytest --basetemp DIR)") from None
 
     def _close_sockets(self) -> None:
         _close_later(list(self._socks.values()))

@@ -233,13 +233,14 @@ class RingCapture:
             self._stop.set()
             self._thread.join()
             self.running = False
-        for name, end in self._ends.items():
-            self.stats[name] = {"delivered": end.delivered, "dropped": end.dropped, "frames": end.frames}
-            self._write_pcap(name, end)
         dropped = {n: e.dropped for n, e in self._ends.items() if e.dropped}
-        records = {n: e.records for n, e in self._ends.items()}
-        self._close_ends()
-        self._records = records
+        self._records = {n: e.records for n, e in self._ends.items()}
+        try:
+            for name, end in self._ends.items():
+                self.stats[name] = {"delivered": end.delivered, "dropped": end.dropped, "frames": end.frames}
+                self._write_pcap(name, end)
+        finally:
+            self._close_ends()
         if dropped:
             raise CaptureIncomplete(
                 "the kernel dropped frames on the capture ring, so the trace is partial: "
@@ -254,12 +255,10 @@ class RingCapture:
                 f.write(struct.pack("=IHHiIII", PCAP_NS_MAGIC, 2, 4, 0, 0, self.snaplen, 1))
                 f.write(end.records)
         except OSError as exc:
-            try:
-                path.unlink()
-            except OSError:
-                pass
-            raise TcplabError(f"could not write the capture {path}: {exc.strerror} "
-                              f"(free space in {path.parent}, or give the topology another workdir)") from exc
+            path.unlink(missing_ok=True)
+            raise TcplabError(f"could not write the capture {path.name} in {path.parent}: "
+                              f"{exc.strerror or exc}; free space there (or choose another folder, "
+                              "e.g. pytest --basetemp DIR)") from None
 
     def _close_ends(self) -> None:
         for end in self._ends.values():
