@@ -85,11 +85,11 @@ def test_handshake_between_programs_we_did_not_write(hosts, family):
     and curl as the client.  The fixtures do not depend on tcplab's own socket helpers."""
     addr = hosts.server.addr(family)
     server = hosts.server.popen([sys.executable, "-m", "http.server", "--bind", addr, "8080"])
-    hosts.server.wait_listening(8080, family)
+    hosts.server.wait_listening(8080, family, program=server)
     url = f"http://[{addr}]:8080/" if family == 6 else f"http://{addr}:8080/"
     with hosts.capture() as cap:
         curl = hosts.client.popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url])
-        assert curl.wait(10) == 0, curl.stderr
+        assert curl.wait(60) == 0, curl.stderr
     assert curl.stdout == "200"
     server.close()
     conn = cap.trace.connection(port=8080)

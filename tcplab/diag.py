@@ -85,8 +85,14 @@ def wait_state(host, local: tuple, remote: tuple, states: Iterable[str], timeout
         raise type(exc)(f"{exc}; states seen in order: {' -> '.join(seen)}") from None
 
 
-def wait_listening(host, port: int, family: int, timeout: float) -> None:
+def wait_listening(host, port: int, family: int, timeout: float, program=None) -> None:
+    """Poll sock_diag until something listens on ``port``.  With ``program`` (a
+    :class:`tcplab.process.Program`), fail at once if it exits first, with its output."""
     def check():
+        if program is not None and program.proc.poll() is not None:
+            raise TcplabError(f"{' '.join(program.argv)} exited with status {program.proc.returncode} before "
+                              f"listening on port {port}; its stderr: {program.stderr[-800:]!r}")
         return any(s.state == "LISTEN" and s.local[1] == port and (":" in s.local[0]) == (family == 6)
                    for s in host.tcp_sockets())
-    until(check, timeout, f"a listener on {host.name} port {port} (IPv{family})")
+    until(check, timeout, f"a listener on {host.name} port {port} (IPv{family})"
+          + (f" from {' '.join(program.argv)}" if program is not None else ""))

@@ -224,9 +224,13 @@ class Host:
         from .diag import wait_state
         return wait_state(self, local, remote, states, timeout)
 
-    def wait_listening(self, port: int, family: Any = 4, timeout: float = 5.0) -> None:
+    def wait_listening(self, port: int, family: Any = 4, timeout: float = 60.0, program=None) -> None:
+        """Wait until something listens on ``port`` here.  The deadline is generous because a
+        program's start-up (an interpreter importing its modules) can take seconds on an emulated
+        CPU (measured: over 5 s for ``python -m http.server`` in the QEMU/TCG VM); the wait ends as
+        soon as the listener exists, or at once if ``program`` exits first."""
         from .diag import wait_listening
-        wait_listening(self, port, family_of(family), timeout)
+        wait_listening(self, port, family_of(family), timeout, program)
 
     def _close(self) -> list[str]:
         errors = []
