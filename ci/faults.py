@@ -306,8 +306,6 @@ def fault_nft(kind):
 def fault_tcpdump_missing(work, rng, i):
     lab = work / "lab_tcpdump"
     lab.mkdir()
-    (lab / "conftest.py").write_text(f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-                                     "pytest_plugins = ['fixtures.plugin']\n")
     (lab / "test_dump.py").write_text(textwrap.dedent("""
         def test_with_tcpdump(hosts):
             dump = hosts.client.popen(["tcpdump", "-i", "eth0", "-w", "x.pcap"])

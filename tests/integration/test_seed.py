@@ -50,8 +50,6 @@ def test_each_test_gets_its_own_seed_and_a_failure_names_it(tmp_path):
                 srv.accept(timeout=60)
             assert False, "on purpose"
     """))
-    (tmp_path / "lab" / "conftest.py").write_text(f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-                                                 "pytest_plugins = ['fixtures.plugin']\n")
     r, junit = _run(tmp_path, "fail", str(lab), cwd=tmp_path / "lab")
     assert r.returncode == 1
     seed = _properties(junit)["seed"]
