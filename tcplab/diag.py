@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .errors import ConfigError, TcplabError
+from .errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
 from .wait import until
 
 #: Kernel TCP states (include/net/tcp_states.h).  NEW_SYN_RECV is how Linux keeps a half-open

@@ -30,6 +30,17 @@ class ExpectationFailed(TcplabError, AssertionError):
     """An observed exchange does not match the expected one.  ``str()`` is the full report."""
 
 
+def hide_config_errors(excinfo) -> bool:
+    """For pytest's ``__tracebackhide__``: a module that does ``from .errors import
+    hide_config_errors as __tracebackhide__`` keeps its frames out of the traceback of a
+    :class:`ConfigError`, so pytest points at the lab line that passed the bad value or script,
+    not at tcplab's parser.  Other errors keep their full traceback."""
+    return excinfo.errisinstance(ConfigError)
+
+
+__tracebackhide__ = hide_config_errors
+
+
 def check_int(name: str, value: object, lo: int, hi: int, valid: str) -> int:
     """``value`` must be a whole number (not a bool) from ``lo`` to ``hi``; otherwise a
     :class:`ConfigError` saying ``NAME=VALUE is out of range: VALID``."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Union
 
 from .errors import ConfigError, ExpectationFailed
+from .errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
 from .trace import MOD, Connection, Segment, flags_from_letters, letters, render_options
 
 _LINE = re.compile(
@@ -237,12 +238,18 @@ class Expectation:
                 lines.append((n, len(body) - len(body.lstrip()), body.strip()))
         if not lines:
             raise ConfigError("the expected exchange is empty: give at least one segment line")
-        base = min(ind for _, ind, _ in lines)
-        if lines[0][1] != base:
-            raise ConfigError(f"line {lines[0][0]}: the first line must not be indented more than the rest")
-        root, i = _parse_block(lines, 0, lines[0][1])
-        if i != len(lines):
-            raise ConfigError(f"line {lines[i][0]}: cannot place this line: check its indentation")
+        # Indentation matters only under a block header: at the top level every line belongs to
+        # the flat list, however it is indented (scripts concatenated from differently indented
+        # pieces, e.g. HANDSHAKE + "> P. 1:6(5) ack 1").
+        try:
+            root, _ = _parse_block(lines, 0, 0)
+        except ConfigError as exc:
+            m = re.match(r"line (\d+): (.*)", str(exc), re.S)
+            if not m:
+                raise
+            n = int(m[1])
+            src = text.expandtabs(4).splitlines()[n - 1].strip()
+            raise ConfigError(f"expected exchange, line {n} {src!r}: {m[2]}") from None
         return cls(root, text)
 
     # -- matching ----------------------------------------------------------------------

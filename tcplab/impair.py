@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .errors import ConfigError, TcplabError, Unsupported, check_int
+from .errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
 from .trace import flags_from_letters
 
 BACKENDS = ("auto", "netem", "nft")

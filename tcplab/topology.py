@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, TcplabError, check_int
+from .errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
 from .netns import Namespace
 from . import settings
 

@@ -57,3 +57,38 @@ def test_the_checkout_loads_the_plugin_once():
     registered = [ln for ln in r.stdout.splitlines() if "PLUGIN registered" in ln and "plugin.py" in ln
                   and "fixtures" in ln]
     assert len(registered) == 1, "\n".join(registered)
+
+
+BAD_LAB = '''
+from tcplab.impair import Netem
+
+HANDSHAKE = """
+    > S 0:0(0)
+    < S. 0:0(0) ack 1
+"""
+
+
+def test_bad_script(hosts):
+    with hosts.capture() as cap:
+        server = hosts.server.listen(port=7788)
+        hosts.client.connect(server.address)
+        server.accept()
+    cap.trace.connection(port=7788).expect(HANDSHAKE + "> Q 1:1(0) ack 1")
+
+
+def test_bad_value(hosts):
+    hosts.impair(both=Netem(loss=150))
+'''
+
+
+def test_errors_in_a_labs_own_text_point_at_the_lab(tmp_path):
+    (tmp_path / "test_bad.py").write_text(BAD_LAB)
+    r = _pytest(tmp_path, "-q", f"--basetemp={tmp_path / 'bt'}")
+    assert r.returncode == 1
+    out = r.stdout
+    assert "E       tcplab.errors.ConfigError: expected exchange, line 4 '> Q 1:1(0) ack 1': unknown TCP " \
+           "flag letter(s) 'Q'" in out
+    assert "test_bad.py:16: ConfigError" in out                     # the lab's line
+    assert "E       tcplab.errors.ConfigError: loss=150 is out of range: a percentage from 0 to 100" in out
+    assert "test_bad.py:20: ConfigError" in out
+    assert "tcplab/expect.py" not in out and "tcplab/impair.py" not in out, out

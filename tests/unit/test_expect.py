@@ -130,3 +130,43 @@ def test_several_field_differences_are_all_named(tmp_path):
     conn = conn_of(tmp_path, pk)
     with pytest.raises(ExpectationFailed, match=r"seq expected 1 but saw 2; ack expected 1 but saw 3"):
         conn.expect(HANDSHAKE)
+
+
+def test_an_error_names_the_scripts_line_and_its_text():
+    with pytest.raises(ConfigError) as e:
+        Expectation.parse("""
+            > S 0:0(0)
+            < S. 0:0(0) ack 1
+            > Q 1:1(0) ack 1
+        """)
+    assert str(e.value).startswith("expected exchange, line 4 '> Q 1:1(0) ack 1': unknown TCP flag letter(s) 'Q'")
+
+
+@pytest.mark.parametrize("script", [
+    """
+        > S 0:0(0)
+        < S. 0:0(0) ack 1
+        > . 1:1(0) ack 1
+""" + "> P. 1:6(5) ack 1",                                         # indented piece + flat line
+    "> S 0:0(0)\n" + """
+            < S. 0:0(0) ack 1
+    > . 1:1(0) ack 1
+        > P. 1:6(5) ack 1
+    """,                                                           # mixed indentation
+])
+def test_concatenated_scripts_at_any_indentation_are_one_flat_list(script):
+    root = Expectation.parse(script).root
+    assert [s.render() for s in root.items] == ["> S 0:0(0)", "< S. 0:0(0) ack 1", "> . 1:1(0) ack 1",
+                                                "> P. 1:6(5) ack 1"]
+
+
+def test_indentation_still_delimits_blocks_after_a_less_indented_piece():
+    script = "> S 0:0(0)\n" + """
+        any order:
+            < S. 0:0(0) ack 1 +
+            > S 0:0(0) *
+        > . 1:1(0) ack 1
+    """
+    root = Expectation.parse(script).root
+    assert [type(x).__name__ for x in root.items] == ["Spec", "AnyOrder", "Spec"]
+    assert len(root.items[1].specs) == 2

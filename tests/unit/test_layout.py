@@ -1,4 +1,4 @@
-"""The repo's layout promises: the repo's fixtures/ wins, and pip installs only the engine."""
+"""The repo's layout promises: the repo's fixtures/ wins, and pip installs the engine and its plugin."""
 import pathlib
 import re
 
@@ -11,9 +11,12 @@ def test_fixtures_package_is_this_repos():
     assert pathlib.Path(fixtures.__file__).resolve().parent == REPO / "fixtures"
 
 
-def test_only_the_engine_is_installed():
-    text = (REPO / "pyproject.toml").read_text()
-    assert re.search(r'^\[tool\.setuptools\]\n(?:#.*\n)*packages = \["tcplab"\]$', text, re.M)
+def test_pip_installs_the_engine_and_the_plugin_from_fixtures():
+    import tomllib
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert meta["tool"]["setuptools"]["packages"] == ["tcplab", "tcplab_pytest"]
+    assert meta["tool"]["setuptools"]["package-dir"] == {"tcplab_pytest": "fixtures"}   # one copy
+    assert meta["project"]["entry-points"]["pytest11"] == {"tcplab": "tcplab_pytest.plugin"}
 
 
 def test_every_claim_is_cited_by_a_lab():
