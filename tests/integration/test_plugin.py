@@ -88,7 +88,7 @@ def test_errors_in_a_labs_own_text_point_at_the_lab(tmp_path):
     out = r.stdout
     assert "E       tcplab.errors.ConfigError: expected exchange, line 4 '> Q 1:1(0) ack 1': unknown TCP " \
            "flag letter(s) 'Q'" in out
-    assert "test_bad.py:16: ConfigError" in out                     # the lab's line
+    assert "test_bad.py:15: ConfigError" in out                     # the lab's line
     assert "E       tcplab.errors.ConfigError: loss=150 is out of range: a percentage from 0 to 100" in out
-    assert "test_bad.py:20: ConfigError" in out
+    assert "test_bad.py:19: ConfigError" in out
     assert "tcplab/expect.py" not in out and "tcplab/impair.py" not in out, out
