@@ -49,7 +49,7 @@ class _Floor:
         self.bits = None
 
     def _ns_thread(self, fn, result, i, ready, go):
-        from tcplab.netns import _unshare_net
+        from tcplab.lab.netns import _unshare_net
         _unshare_net()
         result[i] = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         ready.release()
@@ -148,10 +148,10 @@ class _Floor:
     def _offloads_off(self, ifname):
         """One ETHTOOL_SFEATURES ioctl clearing the offload bits (their numbers looked up once)."""
         import struct
-        from tcplab.topology import ETHTOOL_SFEATURES, OFFLOADS_OFF, _ethtool, _feature_bits
+        from tcplab.lab.topology import ETHTOOL_SFEATURES, OFFLOADS_OFF, _ethtool, _feature_bits
         if self.bits is None:
             if not _feature_bits:
-                from tcplab.topology import _disable_offloads
+                from tcplab.lab.topology import _disable_offloads
                 _disable_offloads(ifname)  # fills the cache (warm-up, outside the timing)
             self.words = (max(_feature_bits.values()) + 32) // 32
             self.valid = [0] * self.words

@@ -8,7 +8,7 @@ def pytest_sessionstart(session):
         pytest.exit("tcplab labs build network namespaces and need root: run  sudo .venv/bin/python -m pytest labs/",
                     returncode=4)
     # Root is not enough in a container without privileges: try once, fail once, with the fix.
-    from tcplab.netns import Namespace, NamespaceError
+    from tcplab.lab.netns import Namespace, NamespaceError
     ns = Namespace("preflight")
     try:
         ns.wait_created()  # raises if unshare() was refused

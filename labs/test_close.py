@@ -13,7 +13,7 @@ What Linux really does, and these labs assert:
 """
 import pytest
 
-from tcplab.impair import Drop
+from tcplab import Drop
 
 HANDSHAKE = """
     > S 0:0(0)

@@ -32,7 +32,7 @@ def test_seq_advances_by_payload_length(hosts, family):
         client.wait_state("ESTABLISHED")
         hosts.client.wait_state(client.local, client.peer, "ESTABLISHED")
         # the client's ACK of "world!" has left once the server's socket has nothing unacked
-        from tcplab.wait import until
+        from tcplab import until
         until(lambda: any(s.local[1] == 7788 and s.state == "ESTABLISHED"
                           for s in hosts.server.tcp_sockets()), 5, "server established")
     conn = cap.trace.connection(port=7788)

@@ -105,7 +105,7 @@ def test_half_open_states_when_syn_ack_is_lost(hosts, family):
     a request socket, not yet accept()-able).  About 1 s later both retransmission timers fire
     (the client's SYN timer and the server's SYN-ACK timer), in an order that is a race, so the
     lab states them as "any order".  Retransmitted SYNs and SYN-ACKs carry the original numbers."""
-    from tcplab.impair import Drop
+    from tcplab import Drop
     imp = hosts.impair(drops=[Drop("<", "S.")])
     with hosts.capture() as cap:
         server = hosts.server.listen(port=7788, family=family)
@@ -135,7 +135,7 @@ def test_server_half_open_until_final_ack(hosts, family):
     """Drop exactly the handshake's final ACK: the client is ESTABLISHED (it sent the ACK), the
     server still SYN_RECV.  The server's SYN-ACK timer re-sends the SYN-ACK, the client answers
     with a new ACK, and only then can the server accept() the connection."""
-    from tcplab.impair import Drop
+    from tcplab import Drop
     hosts.impair(drops=[Drop(">", ".", payload=False)])
     with hosts.capture() as cap:
         server = hosts.server.listen(port=7788, family=family)

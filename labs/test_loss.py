@@ -8,8 +8,7 @@ fixed in the kernel, so SYN loss costs seconds.
 """
 import pytest
 
-from tcplab.impair import Drop, Netem
-from tcplab.wait import until
+from tcplab import Drop, Netem, until
 
 
 def _check_repairs(conn, imp):

@@ -1,14 +1,42 @@
 """tcplab: check on real Linux kernels that TCP behaves as the textbook says.
 
-The engine is plain Python: :class:`Topology` builds two hosts on an impairable wire in network
-namespaces, :meth:`Topology.capture` records both ends, and :class:`Trace` / :mod:`tcplab.expect`
-turn the captures into connections and check them against packetdrill-style expectations.
+The public face: labs and courses import from here (``from tcplab import Topology, Drop, Netem``),
+so the layout inside can change without breaking them.  Inside, the folders are layers, each
+importing only the layers below it::
+
+    tcplab/errors.py, wait.py, settings.py   base: typed errors, polling with a deadline, pinned knobs
+    tcplab/observe/    capture (Scapy, ring), trace model, fast parser, expectations   (uses: base)
+    tcplab/lab/        namespaces, topology, the wire and its impairments, sockets,
+                       programs, sock_diag                                            (uses: observe, base)
+    tcplab/cli/        doctor, coverage, vm, soak                                     (uses: everything)
+
+``observe`` sits below ``lab``: a capture works on any object with hosts (duck-typed), and the
+topology offers ``capture()`` on top of it.  tests/unit/test_layout.py enforces the directions.
 """
+import importlib as _importlib
+import sys as _sys
+
 from .errors import (CaptureIncomplete, ConfigError, ExpectationFailed, TcplabError, Unsupported,
                      WaitTimeout)
-from .topology import Topology
-from .trace import Connection, Segment, Trace
+from .lab.impair import Drop, Netem
+from .lab.topology import Topology
+from .observe.capture import Capture
+from .observe.expect import Expectation
+from .observe.ring import RingCapture
+from .observe.trace import Connection, Segment, Trace
+from .wait import until
 
-__all__ = ["Topology", "Trace", "Connection", "Segment", "TcplabError", "ConfigError", "Unsupported",
-           "CaptureIncomplete", "WaitTimeout", "ExpectationFailed"]
+__all__ = ["Topology", "Drop", "Netem", "Capture", "RingCapture", "Trace", "Connection", "Segment",
+           "Expectation", "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete",
+           "WaitTimeout", "ExpectationFailed"]
 __version__ = "0.1.0"
+
+# The modules' old flat paths (``from tcplab.impair import Drop`` in labs written for 0.1) keep
+# working: each name is the same module object as its new home.
+_MOVED = {"trace": "observe.trace", "expect": "observe.expect", "capture": "observe.capture",
+          "ring": "observe.ring", "fastparse": "observe.fastparse", "netns": "lab.netns",
+          "topology": "lab.topology", "impair": "lab.impair", "sockets": "lab.sockets",
+          "process": "lab.process", "diag": "lab.diag"}
+for _old, _new in _MOVED.items():
+    _sys.modules[f"{__name__}.{_old}"] = _importlib.import_module(f".{_new}", __name__)
+del _old, _new

@@ -4,7 +4,7 @@ import socket
 import pytest
 
 from tcplab.errors import CaptureIncomplete
-from tcplab.trace import Trace
+from tcplab.observe.trace import Trace
 
 
 def test_first_syn_is_always_captured(topology):
@@ -34,7 +34,7 @@ def test_pcaps_are_written_and_readable(topology):
 def test_kernel_drops_on_the_capture_socket_fail_loudly(topology, monkeypatch):
     """With a tiny capture buffer and a burst of frames, the kernel drops some: the capture
     raises CaptureIncomplete with the counts instead of handing back a partial trace."""
-    import tcplab.capture as capmod
+    import tcplab.observe.capture as capmod
     monkeypatch.setattr(capmod, "RCVBUF", 1)  # the kernel rounds up to its minimum (a few frames)
     cap = topology.capture()
     cap.start()

@@ -60,7 +60,7 @@ def test_the_checkout_loads_the_plugin_once():
 
 
 BAD_LAB = '''
-from tcplab.impair import Netem
+from tcplab import Netem
 
 HANDSHAKE = """
     > S 0:0(0)
@@ -91,4 +91,4 @@ def test_errors_in_a_labs_own_text_point_at_the_lab(tmp_path):
     assert "test_bad.py:15: ConfigError" in out                     # the lab's line
     assert "E       tcplab.errors.ConfigError: loss=150 is out of range: a percentage from 0 to 100" in out
     assert "test_bad.py:19: ConfigError" in out
-    assert "tcplab/expect.py" not in out and "tcplab/impair.py" not in out, out
+    assert "tcplab/observe/expect.py" not in out and "tcplab/lab/impair.py" not in out, out

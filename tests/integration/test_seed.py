@@ -4,7 +4,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tcplab.soak import junit_results
+from tcplab.cli.soak import junit_results
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = "labs/test_loss.py::test_data_and_close_survive_random_loss[ipv4]"
@@ -40,7 +40,7 @@ def test_each_test_gets_its_own_seed_and_a_failure_names_it(tmp_path):
     lab = tmp_path / "lab" / "test_lossy_fail.py"
     lab.parent.mkdir()
     lab.write_text(textwrap.dedent("""
-        from tcplab.impair import Netem
+        from tcplab import Netem
 
         def test_lossy(hosts):
             hosts.impair(both=Netem(loss=10))

@@ -1,5 +1,5 @@
 """The claim table, from JUnit XML written the way the plugin writes it."""
-from tcplab.coverage import CLAIM_IDS, table
+from tcplab.cli.coverage import CLAIM_IDS, table
 
 CASE = ('<testcase classname="labs.test_x" name="{name}"><properties><property name="claims" value="{claims}"/>'
         '</properties>{extra}</testcase>')

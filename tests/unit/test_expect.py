@@ -2,8 +2,8 @@
 import pytest
 
 from tcplab.errors import ConfigError, ExpectationFailed
-from tcplab.expect import Expectation
-from tcplab.trace import Trace
+from tcplab.observe.expect import Expectation
+from tcplab.observe.trace import Trace
 from tests.unit.pcapgen import C, S, X, Y, handshake_and_close, seg, write
 
 HANDSHAKE = """

@@ -1,8 +1,8 @@
 """The bulk path's parser gives the same segments as Scapy's."""
 import struct
 
-from tcplab.fastparse import iter_records, parse_options, segments_from_records
-from tcplab.trace import Segment
+from tcplab.observe.fastparse import iter_records, parse_options, segments_from_records
+from tcplab.observe.trace import Segment
 
 from .pcapgen import C, S, X, Y, handshake_and_close, seg
 

@@ -3,7 +3,7 @@ needs root or sch_netem."""
 import pytest
 
 from tcplab.errors import ConfigError
-from tcplab.impair import Drop, Netem, chosen_backend
+from tcplab.lab.impair import Drop, Netem, chosen_backend
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -75,7 +75,7 @@ def test_netem_request_encoding():
 
 
 def test_describe_names_backend_specs_and_drops():
-    from tcplab.impair import WireImpairments
+    from tcplab.lab.impair import WireImpairments
     imp = WireImpairments(topo=None, backend="nft", seed=77)
     imp.netem["c2s"] = Netem(loss=20)
     imp.drops = [Drop("<", "S."), Drop(">", "S", count=2), Drop(">", "P.", payload=True)]
@@ -85,7 +85,7 @@ def test_describe_names_backend_specs_and_drops():
 
 
 def test_describe_says_netem_losses_do_not_replay_and_targeted_drops_need_no_seed():
-    from tcplab.impair import WireImpairments
+    from tcplab.lab.impair import WireImpairments
     imp = WireImpairments(topo=None, backend="netem", seed=5)
     imp.netem["s2c"] = Netem(loss=1)
     assert "seed 5 (netem draws from the kernel's own PRNG: --tcplab-seed 5 does not replay" in imp.describe()

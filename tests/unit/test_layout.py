@@ -24,5 +24,86 @@ def test_every_claim_is_cited_by_a_lab():
     for f in (REPO / "labs").glob("test_*.py"):
         for m in re.finditer(r'@pytest\.mark\.lab\(([^)]*)\)', f.read_text()):
             cited.update(re.findall(r'"([A-Z]\d)"', m.group(1)))
-    from tcplab.coverage import CLAIM_IDS
+    from tcplab.cli.coverage import CLAIM_IDS
     assert set(CLAIM_IDS) <= cited, f"claims without a lab: {sorted(set(CLAIM_IDS) - cited)}"
+
+
+LAYERS = {"base": 0, "observe": 1, "lab": 2, "cli": 9}   # each imports only layers below it
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in LAYERS else "base"
+
+
+def _imports(path: pathlib.Path, module: str):
+    import ast
+    tree = ast.parse(path.read_text())
+
+    def runtime_nodes(node):  # imports under `if TYPE_CHECKING:` exist for type checkers only
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and getattr(child.test, "id", None) == "TYPE_CHECKING":
+                continue
+            yield child
+            yield from runtime_nodes(child)
+    for node in runtime_nodes(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = module.split(".")[:-node.level] if not path.name == "__init__.py" else \
+                module.split(".")[:len(module.split(".")) - node.level + 1]
+            target = ".".join(base + ([node.module] if node.module else []))
+            yield node.lineno, target
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tcplab"):
+            yield node.lineno, node.module
+
+
+def test_layers_import_only_downwards():
+    bad = []
+    for path in sorted((REPO / "tcplab").rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        module = ".".join(rel.parts[:-1] if path.name == "__init__.py" else rel.parts)
+        if module in ("tcplab", "tcplab.__main__"):
+            continue  # the public face and the entry point sit on top of everything
+        mine = LAYERS[_layer(module)]
+        for lineno, target in _imports(path, module):
+            if target.startswith("tcplab") and LAYERS[_layer(target)] > mine:
+                bad.append(f"{rel}.py:{lineno} ({_layer(module)}) imports {target} ({_layer(target)})")
+    assert not bad, "imports against the layers:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles_between_modules():
+    import ast  # noqa: F401
+    graph = {}
+    for path in (REPO / "tcplab").rglob("*.py"):
+        rel = path.relative_to(REPO).with_suffix("")
+        module = ".".join(rel.parts[:-1] if path.name == "__init__.py" else rel.parts)
+        graph[module] = {t for _, t in _imports(path, module) if t.startswith("tcplab")}
+    for a, targets in graph.items():
+        for b in targets:
+            if b != a and a in graph.get(b, ()) and "tcplab" not in (a, b):
+                assert False, f"{a} and {b} import each other"
+
+
+def test_public_names_are_pinned():
+    import tcplab
+    assert sorted(tcplab.__all__) == sorted([
+        "Topology", "Drop", "Netem", "Capture", "RingCapture", "Trace", "Connection", "Segment", "Expectation",
+        "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete", "WaitTimeout",
+        "ExpectationFailed"])
+    for name in tcplab.__all__:
+        assert getattr(tcplab, name) is not None
+
+
+def test_old_flat_module_paths_still_import():
+    from tcplab.impair import Drop
+    from tcplab.trace import Trace
+    import tcplab
+    assert Drop is tcplab.Drop and Trace is tcplab.Trace
+
+
+def test_labs_and_readme_use_only_the_public_face():
+    import re as _re
+    texts = {f.name: f.read_text() for f in (REPO / "labs").glob("test_*.py")}
+    texts["README.md"] = (REPO / "README.md").read_text()
+    for name, text in texts.items():
+        inner = _re.findall(r"from tcplab\.(\w+)", text)
+        assert not inner, f"{name} imports tcplab.{inner[0]}: use  from tcplab import ..."

@@ -1,7 +1,7 @@
 """The trace model on pcaps written by the test itself."""
 import pytest
 
-from tcplab.trace import Trace, flags_from_letters, letters
+from tcplab.observe.trace import Trace, flags_from_letters, letters
 from tests.unit.pcapgen import C, S, X, Y, handshake_and_close, seg, write
 
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from .errors import Unsupported, WaitTimeout
+from ..errors import Unsupported, WaitTimeout
 
 PR_SET_PDEATHSIG = 1
 

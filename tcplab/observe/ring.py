@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from .capture import ETH_P_ALL, MARKER_ETHERTYPE, MARKER_MAGIC, PACKET_STATISTICS, SOL_PACKET, _marker_frame
-from .errors import CaptureIncomplete, ConfigError, TcplabError, check_int
-from .errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
-from .wait import until
+from ..errors import CaptureIncomplete, ConfigError, TcplabError, check_int
+from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
+from ..wait import until
 
 PACKET_RX_RING = 5
 PACKET_VERSION = 10

@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 
-from .errors import TcplabError, WaitTimeout
+from ..errors import TcplabError, WaitTimeout
 
 
 class Listener:

@@ -151,3 +151,13 @@ class Namespace:
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name} fd={self.fd}>"
+
+
+def ipr(ns: "Namespace"):
+    """The namespace's own IPRoute handle, created in (and only used from) its thread."""
+    from pyroute2 import IPRoute
+    h = getattr(ns, "_ipr", None)
+    if h is None:
+        h = ns._ipr = IPRoute()
+        ns.on_close("IPRoute.close", h.close)
+    return h

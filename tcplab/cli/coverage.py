@@ -85,7 +85,7 @@ def table(junit: Path, others: list[tuple[str, Path]] = ()) -> tuple[str, bool]:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tcplab coverage")
+    ap = argparse.ArgumentParser(prog="tcplab coverage", description="Run the labs (or read a JUnit XML) and write the claim -> lab -> result table. Exit 0 when every claim is covered by a passing lab, 1 otherwise.")
     ap.add_argument("--junit", type=Path, help="use this JUnit XML instead of running the labs")
     ap.add_argument("--out", type=Path, default=Path("docs/coverage.md"))
     ap.add_argument("--also", action="append", default=[], metavar="LABEL=JUNIT",

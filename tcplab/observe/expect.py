@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, Union
+from typing import TYPE_CHECKING, Any, Iterator, Union
 
-from .errors import ConfigError, ExpectationFailed
-from .errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
-from .trace import MOD, Connection, Segment, flags_from_letters, letters, render_options
+from ..errors import ConfigError, ExpectationFailed
+from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
+from .notation import MOD, flags_from_letters, letters, render_options
+
+if TYPE_CHECKING:
+    from .trace import Connection, Segment
 
 _LINE = re.compile(
     r"""^(?P<dir>[<>])\s+(?P<flags>[^\s]+)

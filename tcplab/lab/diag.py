@@ -6,9 +6,9 @@ import socket
 from dataclasses import dataclass
 from typing import Iterable
 
-from .errors import ConfigError, TcplabError
-from .errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
-from .wait import until
+from ..errors import ConfigError, TcplabError
+from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
+from ..wait import until
 
 #: Kernel TCP states (include/net/tcp_states.h).  NEW_SYN_RECV is how Linux keeps a half-open
 #: connection (a request socket); textbooks, and tcplab, call it SYN_RECV.

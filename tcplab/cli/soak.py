@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SELECTION = ["labs/", "-n", "2"]
 
 
@@ -137,7 +137,7 @@ def table(runs: int, tests: int, walls: list[float], fails: Counter, bad_runs: l
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tcplab soak", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="tcplab soak", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("-N", "--runs", type=int, default=10, help="how many runs in a row (default 10)")
@@ -154,5 +154,5 @@ def main(argv: list[str]) -> int:
         ap.error(f"-N {a.runs}: give at least 1 run")
     if os.geteuid() != 0:
         print("the soak runs labs, which need root: sudo .venv/bin/python -m tcplab soak ...", file=sys.stderr)
-        return 2
+        return 4
     return soak(a)

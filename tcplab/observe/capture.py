@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import CaptureIncomplete, TcplabError
-from .wait import until
+from ..errors import CaptureIncomplete, TcplabError
+from ..wait import until
+from .trace import load_scapy_layers
 
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
@@ -66,13 +67,6 @@ def _close_later(socks: list) -> None:
     if socks:
         threading.Thread(target=lambda: [s.close() for s in socks], daemon=True,
                          name="tcplab-capture-close").start()
-
-
-def load_scapy_layers() -> None:
-    """Register Ethernet, IPv4, IPv6 and TCP with Scapy (imported lazily: it takes ~0.7 s)."""
-    import scapy.layers.inet  # noqa: F401
-    import scapy.layers.inet6  # noqa: F401
-    import scapy.layers.l2  # noqa: F401
 
 
 def _stats(sock: socket.socket) -> tuple[int, int]:

@@ -21,10 +21,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, TcplabError, check_int
-from .errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
-from .netns import Namespace
-from . import settings
+from ..errors import ConfigError, TcplabError, check_int
+from ..wait import until
+from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
+from .netns import Namespace, ipr as _ipr
+from .. import settings
 
 CLIENT, SERVER = "client", "server"
 ADDRS = {
@@ -36,6 +37,8 @@ IFNAME = "eth0"
 WIRE_PORT = {CLIENT: "c", SERVER: "s"}
 BRIDGE = "wire"
 NUD_PERMANENT = 0x80
+BR_STATE_FORWARDING = 3
+RTN_LOCAL = 2
 IFA_F_NODAD = 0x02
 #: Offloads that make captures lie (63 KB "segments", unfilled checksums).
 OFFLOADS_OFF = ("tx-checksum-ip-generic", "tx-tcp-segmentation", "tx-tcp6-segmentation",
@@ -52,16 +55,6 @@ def family_of(family: Any) -> int:
 
 def af(family: int) -> int:
     return socket.AF_INET if family_of(family) == 4 else socket.AF_INET6
-
-
-def _ipr(ns: Namespace):
-    """The namespace's own IPRoute handle, created in (and only used from) its thread."""
-    from pyroute2 import IPRoute
-    h = getattr(ns, "_ipr", None)
-    if h is None:
-        h = ns._ipr = IPRoute()
-        ns.on_close("IPRoute.close", h.close)
-    return h
 
 
 _feature_bits: dict[str, int] = {}
@@ -158,6 +151,17 @@ class Host:
         for fam in (4, 6):
             ipr.neigh("add", dst=peer[fam], lladdr=peer["mac"], ifindex=idx, state=NUD_PERMANENT)
         self._set_peer_routes()
+
+    def _link_ready(self) -> bool:
+        """Runs in the host's thread: eth0 operationally up and the IPv6 address a local route."""
+        ipr = _ipr(self.ns)
+        if ipr.get_links(self.ifindex)[0].get_attr("IFLA_OPERSTATE") != "UP":
+            return False
+        try:
+            route = ipr.route("get", dst=self.addr(6), family=socket.AF_INET6)[0]
+        except Exception:  # no route yet (ENETUNREACH)
+            return False
+        return route["type"] == RTN_LOCAL
 
     def _set_peer_routes(self) -> None:
         ipr = _ipr(self.ns)
@@ -276,9 +280,39 @@ class Topology:
             jobs = [h.ns.submit(h._configure_link) for h in (self.client, self.server)]
             for j in jobs:
                 j.result()
+            self._wait_forwarding()
         except BaseException:
             self.close()
             raise
+
+    def _wait_forwarding(self, timeout: float = 10.0) -> None:
+        """Wait until the wire carries traffic: the bridge forwards on both ports, and each host's
+        eth0 is operationally up with its IPv6 address installed as a local route.  The kernel does
+        these steps asynchronously after the links are set up (linkwatch, then IPv6 addrconf); a
+        segment sent before is dropped, by the bridge or by the receiving host's IPv6.  Measured
+        with 4 xdist workers: without this wait the first SYN of a lab was lost, and re-sent 1 s
+        later, in 8 of 16 runs (bridge) and then 5 of 20 (IPv6 not yet local)."""
+        def states():
+            i = _ipr(self.wire)
+            out = {}
+            for name, idx in self.wire_ports.items():
+                info = i.get_links(idx)[0].get_attr("IFLA_LINKINFO")
+                data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
+                out[name] = data.get_attr("IFLA_BRPORT_STATE") if data else None
+            return out
+        last: dict = {}
+
+        def forwarding():
+            last.update(self.wire.run(states))
+            for h in self.hosts:
+                last[f"{h.name} eth0"] = h.ns.run(h._link_ready)
+            return all(v in (BR_STATE_FORWARDING, True) for v in last.values())
+        try:
+            until(forwarding, timeout, "the wire's bridge ports to forward and both hosts' links to be up")
+        except TimeoutError:
+            raise TcplabError(f"the wire did not come up within {timeout:g} s: {last} (bridge port state 3 "
+                              "is forwarding; a host is ready when eth0 is operationally up and its IPv6 "
+                              "address is a local route)") from None
 
     @property
     def hosts(self) -> tuple[Host, Host]:
@@ -336,10 +370,10 @@ class Topology:
         ``bulk=True``, a headers-only ring capture that keeps up with bulk transfers
         (:class:`tcplab.ring.RingCapture`: ``snaplen=128``, ``ring_mb=64`` per end)."""
         if bulk:
-            from .ring import RingCapture
+            from ..observe.ring import RingCapture
             cap = RingCapture(self, name=name, **kw)
         else:
-            from .capture import Capture
+            from ..observe.capture import Capture
             cap = Capture(self, name=name, **kw)
         self.captures.append(cap)
         return cap

@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODULES = ("veth", "bridge", "sch_netem", "nf_tables", "nft_numgen", "nft_meta_bridge", "inet_diag",
            "tcp_diag", "virtio_pci", "9pnet_virtio", "9p")
 NETEM_SELECTION = ("tests/integration/test_impair.py", "labs/test_loss.py", "labs/test_handshake.py",
@@ -271,7 +271,7 @@ def junit_counts(path: Path) -> dict[str, int]:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tcplab vm", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="tcplab vm", description=__doc__.split("\n\n")[0])
     ap.add_argument("--kernel", type=Path, help="kernel image (default: newest /boot/vmlinuz-* with sch_netem)")
     ap.add_argument("--netem", action="store_true",
                     help="the CI preset: impairment tests and loss labs with the netem backend forced, "
@@ -289,7 +289,7 @@ def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         print("the VM run needs root (the guest builds namespaces as root): sudo .venv/bin/python -m tcplab vm ...",
               file=sys.stderr)
-        return 2
+        return 4
     extra = [x for x in a.pytest_args if x != "--"]
     env: dict[str, str] = {}
     if a.netem:
@@ -306,7 +306,7 @@ def main(argv: list[str]) -> int:
                     keep=a.keep, accel=a.accel, memory=a.memory, artifacts=a.artifacts)
     except VMError as exc:
         print(f"[tcplab vm] ERROR: {exc}", file=sys.stderr)
-        return 3
+        return 4
     if junit.exists():
         c = junit_counts(junit)
         print(f"[tcplab vm] guest tests: {c['tests']} run, {c['failures']} failed, {c['errors']} errors, "

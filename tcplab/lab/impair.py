@@ -28,9 +28,9 @@ import subprocess
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import ConfigError, TcplabError, Unsupported, check_int
-from .errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
-from .trace import flags_from_letters
+from ..errors import ConfigError, TcplabError, Unsupported, check_int
+from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
+from ..observe.notation import flags_from_letters
 
 BACKENDS = ("auto", "netem", "nft")
 DIRECTIONS = {">": "c2s", "c2s": "c2s", "client>server": "c2s", "<": "s2c", "s2c": "s2c",
@@ -280,7 +280,7 @@ class WireImpairments:
             self._nft_load()
 
     def _tc_add(self, direction: str, spec: Netem) -> None:
-        from .topology import _ipr
+        from .netns import ipr as _ipr
         ipr = _ipr(self.topo.wire)
         idx = self.topo.wire_ports[EGRESS_PORT_HOST[direction]]
         ipr.tc("replace", "netem", index=idx, handle="1:", **spec.tc_kwargs())
@@ -337,7 +337,7 @@ class WireImpairments:
 
     def netem_stats(self) -> dict[str, dict]:
         """Per direction: the qdisc's sent/dropped packet counts (netem backend)."""
-        from .topology import _ipr
+        from .netns import ipr as _ipr
 
         def read():
             ipr = _ipr(self.topo.wire)

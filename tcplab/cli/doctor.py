@@ -22,7 +22,7 @@ def run_checks() -> list[Check]:
                     "not root: run  sudo .venv/bin/python -m tcplab doctor  (labs need CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW)")]
     if os.geteuid() != 0:
         return checks
-    from .netns import Namespace
+    from ..lab.netns import Namespace
     try:
         with Namespace("doctor") as ns:
             def veth():
@@ -37,7 +37,7 @@ def run_checks() -> list[Check]:
     except Exception as exc:
         checks.append(Check("namespaces, veth, bridge", False, f"{exc}"))
         return checks
-    from .impair import probe_netem, probe_nft
+    from ..lab.impair import probe_netem, probe_nft
     ok, why = probe_netem()
     checks.append(Check("sch_netem", ok, why + ("" if ok else
                         "; netem labs (delay, reorder, ...) will skip; random loss falls back to nftables"),
@@ -52,8 +52,8 @@ def run_checks() -> list[Check]:
                         pcap or "missing: apt-get install libpcap0.8 (Scapy BPF filters; tcplab works without)",
                         required=False))
     try:
-        from .netns import Namespace as N
-        from .topology import _disable_offloads
+        from ..lab.netns import Namespace as N
+        from ..lab.topology import _disable_offloads
         with N("offload") as ns:
             def off():
                 from pyroute2 import IPRoute
@@ -78,8 +78,11 @@ def run_checks() -> list[Check]:
     return checks
 
 
-def main() -> int:
-    from .impair import chosen_backend
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    argparse.ArgumentParser(prog="tcplab doctor", description=__doc__.split("\n")[0].strip("`")
+                            + " Exit 0: the labs can run; 4: something they need is missing.").parse_args(argv or [])
+    from ..lab.impair import chosen_backend
     print(f"tcplab doctor: kernel {platform.release()} ({platform.machine()})")
     checks = run_checks()
     for c in checks:
@@ -92,4 +95,4 @@ def main() -> int:
         print("labs can run: sudo .venv/bin/python -m pytest labs/")
     else:
         print("labs cannot run until the MISSING items are fixed (sudo ci/setup installs the packages)")
-    return 0 if ready else 1
+    return 0 if ready else 4

@@ -1,0 +1,43 @@
+"""The command line: ``tcplab COMMAND`` (console script) or ``python -m tcplab COMMAND``.
+
+Exit codes, the same for every command: 0 ok, 1 a check failed (a lab, a soak run, a missing
+capability), 2 usage error, 4 the environment cannot run this (not root, no namespaces, no QEMU).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 4
+
+#: command -> (module under tcplab.cli, one-line summary)
+COMMANDS = {
+    "doctor": ("doctor", "what this machine can do for the labs (exit 0 when the labs can run)"),
+    "coverage": ("coverage", "run the labs and write the claim -> lab -> result table (docs/coverage.md)"),
+    "vm": ("vm", "run pytest inside a VM booted from another kernel (Debian's, with sch_netem)"),
+    "soak": ("soak", "run a selection N times in a row; failures per test, wall times"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: tcplab COMMAND [--help] [ARGS...]   (or: python -m tcplab COMMAND ...)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += ["", "exit codes: 0 ok, 1 a check failed, 2 usage error, 4 environment not usable"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return EXIT_OK if argv else EXIT_USAGE
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"tcplab: unknown command {cmd!r}\n{usage()}", file=sys.stderr)
+        return EXIT_USAGE
+    module = importlib.import_module(f"{__name__}.{COMMANDS[cmd][0]}")
+    try:
+        return module.main(rest)
+    except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
