@@ -68,3 +68,14 @@ def test_the_installed_shim_is_this_one():
     if "tcplab-pytest-shim" not in installed.read_text(errors="replace"):
         pytest.skip("/usr/local/sbin/pytest is another program's; ci/setup leaves it alone")
     assert installed.read_bytes() == SHIM.read_bytes() and os.access(installed, os.X_OK)
+
+
+def test_sudo_tcplab_runs_the_checkouts_cli(tmp_path):
+    if not (REPO / ".venv" / "bin" / "python").exists():
+        pytest.skip("this checkout has no .venv: run sudo ci/setup")
+    env = _shim_env(tmp_path)
+    shutil.copy(SHIM, tmp_path / "sbin" / "tcplab")
+    r = subprocess.run(["tcplab", "--help"], cwd=REPO / "labs", env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("usage: tcplab COMMAND"), r.stderr
+    r = subprocess.run(["tcplab", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 127 and "tcplab: command not found" in r.stderr

@@ -1,0 +1,105 @@
+"""The command line: --help for every command, the same exit codes everywhere (0 ok, 1 a check
+failed, 2 usage error, 4 environment not usable), and the README's commands run for real."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tcplab.cli import COMMANDS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tcplab(*args, cwd=REPO, timeout=300, **kw):
+    return subprocess.run([sys.executable, "-m", "tcplab", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command):
+    r = tcplab(command, "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: tcplab {command}")
+
+
+def test_usage_errors_exit_2():
+    assert tcplab().returncode == 2
+    assert tcplab("no-such-command").returncode == 2
+    r = tcplab("soak", "-N", "0")
+    assert r.returncode == 2 and "-N 0: give at least 1 run" in r.stderr
+    r = tcplab("coverage", "--also", "nothing-here")
+    assert r.returncode == 2 and "give LABEL=PATH" in r.stderr
+    assert tcplab("--help").returncode == 0
+
+
+def test_the_console_script_is_the_same_cli():
+    exe = Path(sys.executable).with_name("tcplab")
+    if not exe.exists():
+        pytest.skip("no console script next to this interpreter (tcplab not pip-installed here)")
+    r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "exit codes: 0 ok, 1 a check failed, 2 usage error, 4 environment" in r.stdout
+
+
+def test_doctor_as_root_exits_0_and_without_root_exits_4(monkeypatch, capsys):
+    r = tcplab("doctor")
+    assert r.returncode == 0, r.stdout
+    from tcplab.cli import doctor, main
+    monkeypatch.setattr(doctor.os, "geteuid", lambda: 1000)
+    assert main(["doctor"]) == 4
+    assert "not root: run  sudo" in capsys.readouterr().out
+
+
+def test_coverage_from_a_junit_file(tmp_path):
+    junit = tmp_path / "labs.xml"
+    r = subprocess.run([sys.executable, "-m", "pytest", "labs/test_reset.py", "-q", "-p", "no:cacheprovider",
+                        f"--junitxml={junit}", f"--basetemp={tmp_path / 'bt'}"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:]
+    out = tmp_path / "coverage.md"
+    r = tcplab("coverage", "--junit", str(junit), "--out", str(out))
+    assert r.returncode == 1        # only R2 is covered by this selection: a check failed
+    assert "| R2 |" in out.read_text() and "every claim covered by a passing lab: NO" in r.stdout
+
+
+def test_soak_counts_failures_and_keeps_their_artifacts(tmp_path):
+    labs = tmp_path / "labs"
+    labs.mkdir()
+    (labs / "test_flaky.py").write_text(textwrap.dedent("""
+        import os
+
+        def test_ok(hosts):
+            pass
+
+        def test_fails_on_the_second_run(hosts, tmp_path_factory):
+            marker = os.path.join(os.environ["SOAK_STATE"], "ran")
+            if os.path.exists(marker):
+                with hosts.capture():
+                    srv = hosts.server.listen(port=7788)
+                    hosts.client.connect(srv.address)
+                    srv.accept()
+                assert False, "second run"
+            open(marker, "w").close()
+    """))
+    state = tmp_path / "state"
+    state.mkdir()
+    r = tcplab("soak", "-N", "2", "--out", str(tmp_path / "out"), "--", str(labs), "-p", "no:randomly",
+               env={**os.environ, "SOAK_STATE": str(state)})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "run 1/2: 2 passed" in r.stdout
+    assert "soak: 2 runs of 2 tests; 1 failed runs" in r.stdout
+    assert "       1  " in r.stdout and "test_fails_on_the_second_run" in r.stdout
+    assert not (tmp_path / "out" / "run-001").exists()                  # green runs are not kept
+    kept = list((tmp_path / "out" / "run-002" / "artifacts").iterdir())
+    assert len(kept) == 1
+    assert "second run" in (kept[0] / "failure.txt").read_text()
+    assert sorted(p.name for p in kept[0].glob("*.pcap")) == ["capture-client.pcap", "capture-server.pcap"]
+
+
+def test_faults_script_runs_one_fault_and_checks_what_is_left(tmp_path):
+    r = subprocess.run([sys.executable, "ci/faults.py", "--only", "tcpdump", "--no-final-run"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "OK  tcpdump-missing" in r.stdout and "0 fault(s) with a problem" in r.stdout
