@@ -8,6 +8,7 @@ importing only the layers below it::
     tcplab/observe/    capture (Scapy, ring), trace model, fast parser, expectations   (uses: base)
     tcplab/lab/        namespaces, topology, the wire and its impairments, sockets,
                        programs, sock_diag                                            (uses: observe, base)
+    tcplab/report/     ladder SVG, the HTML report's pieces                           (uses: observe, base)
     tcplab/cli/        doctor, coverage, vm, soak                                     (uses: everything)
 
 ``observe`` sits below ``lab``: a capture works on any object with hosts (duck-typed), and the

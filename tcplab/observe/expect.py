@@ -269,7 +269,11 @@ class Expectation:
         __tracebackhide__ = True
         f = self.match(conn, complete)
         if f is not None:
-            raise ExpectationFailed(report(conn, f, self))
+            exc = ExpectationFailed(report(conn, f, self))
+            # what a picture of the failure needs (tcplab.report.ladder draws it)
+            exc.conn, exc.script = conn, self.text
+            exc.notes, exc.missing = failure_marks(f)
+            raise exc
 
 
 @dataclass
@@ -277,6 +281,7 @@ class Failure:
     index: int                 # the segment where matching got stuck (== len: ran out)
     spec: Spec | None          # the closest expected line there (None: an extra segment)
     diffs: list                # (field, expected, actual)
+    total: int = 0             # how many segments the connection has
 
 
 class _Probe:
@@ -346,11 +351,21 @@ class _Probe:
         if i < len(self.segs):
             real = [c for c in self.cands if c is not None]
             if not real:
-                return Failure(i, None, [])
+                return Failure(i, None, [], len(self.segs))
             spec = min(real, key=lambda s: len(s.differences(self.conn, self.segs[i])))
-            return Failure(i, spec, spec.differences(self.conn, self.segs[i]))
+            return Failure(i, spec, spec.differences(self.conn, self.segs[i]), len(self.segs))
         spec = next((c for c in self.cands if c is not None), None)
-        return Failure(i, spec, [])
+        return Failure(i, spec, [], len(self.segs))
+
+
+def failure_marks(f: Failure) -> tuple[dict[int, str], str | None]:
+    """Where a failure shows on the ladder: notes by segment index, and a note after the last
+    segment when an expected one is missing."""
+    if f.spec is None:
+        return {f.index: "unexpected"}, None
+    if f.index >= f.total:
+        return {}, f"expected {f.spec.render()}"
+    return {f.index: f"expected {f.spec.render()}"}, None
 
 
 def report(conn: Connection, f: Failure, exp: Expectation | None = None) -> str:

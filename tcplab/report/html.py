@@ -1,0 +1,45 @@
+"""The HTML pieces of a lab's entry in the run's report (pytest-html shows them under the test):
+claims, points, the wire's impairments, the expected exchange, a ladder SVG per connection and
+links to both pcaps.  Plain strings: the plugin hands them to pytest-html as ``extras.html``."""
+from __future__ import annotations
+
+from html import escape
+
+from .ladder import ladder_svg
+
+STYLE = ("<style>.tcplab-lab{font-family:sans-serif;margin:6px 0 10px}.tcplab-lab h4{margin:10px 0 4px}"
+         ".tcplab-lab pre{background:#f6f6f6;padding:6px;margin:0}.tcplab-lab .tcplab-ladder{border:1px solid #ddd;"
+         "margin:4px 0}.tcplab-meta span{margin-right:18px}</style>")
+
+
+def lab_html(*, claims: str, points: str, wire: str | None, script: str | None,
+             ladders: list[tuple[str, str]], pcaps: list[tuple[str, str]], outcome: str) -> str:
+    """One lab's block.  ``ladders``: (caption, svg); ``pcaps``: (name, href relative to the report)."""
+    out = [STYLE, '<div class="tcplab-lab">', '<div class="tcplab-meta">',
+           f"<span><b>claims</b> {escape(claims or '-')}</span>",
+           f"<span><b>points</b> {escape(points)}</span>",
+           f"<span><b>result</b> {escape(outcome)}</span></div>"]
+    out.append(f"<div><b>wire</b> {escape(wire or 'not impaired')}</div>")
+    if pcaps:
+        out.append("<div><b>captures</b> " + " ".join(f'<a href="{escape(href)}">{escape(name)}</a>'
+                                                      for name, href in pcaps) + "</div>")
+    if script:
+        lines = "\n".join(ln.strip() for ln in script.strip().splitlines() if ln.strip())
+        out.append(f"<h4>expected exchange</h4><pre>{escape(lines)}</pre>")
+    for caption, svg in ladders:
+        out.append(f"<h4>{escape(caption)}</h4>{svg}")
+    out.append("</div>")
+    return "\n".join(out)
+
+
+def connection_ladders(trace, *, failed_exc=None, limit: int = 4) -> list[tuple[str, str]]:
+    """(caption, svg) for the connections of a trace, the failed one marked where it went wrong."""
+    out = []
+    failed_conn = getattr(failed_exc, "conn", None)
+    for conn in trace.connections()[:limit]:
+        same = failed_conn is not None and (conn.client, conn.server) == (failed_conn.client, failed_conn.server)
+        notes, missing = (failed_exc.notes, failed_exc.missing) if same else ({}, None)
+        caption = f"ladder: {conn.client[0]}:{conn.client[1]} > {conn.server[0]}:{conn.server[1]}" + \
+            (" (where it differs from the expected exchange)" if same else "")
+        out.append((caption, ladder_svg(conn, notes, missing)))
+    return out
