@@ -16,6 +16,7 @@ COMMANDS = {
     "coverage": ("coverage", "run the labs and write the claim -> lab -> result table (docs/coverage.md)"),
     "vm": ("vm", "run pytest inside a VM booted from another kernel (Debian's, with sch_netem)"),
     "soak": ("soak", "run a selection N times in a row; failures per test, wall times"),
+    "ladder": ("ladder", "draw the ladder diagram of a pcap's connections (text, or --svg OUT)"),
 }
 
 

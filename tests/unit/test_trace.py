@@ -87,3 +87,24 @@ def test_flag_letters_round_trip():
     assert letters(flags_from_letters("R.")) == "R."
     with pytest.raises(ValueError, match="unknown TCP flag letter"):
         flags_from_letters("SX")
+
+
+def test_ladder_command_draws_a_pcap(tmp_path, capsys):
+    from tcplab.cli import main
+    from .pcapgen import handshake_and_close, write
+    path = write(tmp_path / "x.pcap", handshake_and_close())
+    assert main(["ladder", str(path), "--svg", str(tmp_path / "x.svg")]) == 0
+    out = capsys.readouterr().out
+    assert "|---- S 0:0(0)" in out and "|<--- S. 0:0(0) ack 1" in out and f"written: {tmp_path / 'x.svg'}" in out
+    import xml.etree.ElementTree as ET
+    texts = [t.text for t in ET.parse(tmp_path / "x.svg").iter("{http://www.w3.org/2000/svg}text")
+             if t.get("class") == "tcplab-seg"]
+    assert texts[:3] == ["S 0:0(0)", "S. 0:0(0) ack 1", ". 1:1(0) ack 1"] and len(texts) == 8
+
+
+def test_ladder_command_errors(tmp_path, capsys):
+    from tcplab.cli import main
+    assert main(["ladder", str(tmp_path / "none.pcap")]) == 2
+    (tmp_path / "bad.pcap").write_bytes(b"not a pcap")
+    assert main(["ladder", str(tmp_path / "bad.pcap")]) == 1
+    assert "cannot read" in capsys.readouterr().err
