@@ -1,0 +1,92 @@
+"""Scores of a graded run, in the formats course platforms read (plain Python, no pytest).
+
+A :class:`Gradebook` collects one :class:`TestResult` per test (points, score, status, the feedback
+a student reads) and writes Gradescope's autograder ``results.json``::
+
+    {"score": 7.0, "execution_time": 12, "output": "...",
+     "tests": [{"name": ..., "score": ..., "max_score": ..., "status": "passed"|"failed",
+                "output": ..., "visibility": "visible"|"hidden"|"after_due_date"|...}]}
+
+It is rewritten atomically after every test, so a run that crashes part-way still leaves a valid
+file: the tests that ran keep their scores; the others score 0 with the reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
+
+
+@dataclass
+class TestResult:
+    name: str
+    max_score: float
+    score: float = 0.0
+    status: str = "failed"          # passed | failed (Gradescope's two)
+    output: str = ""
+    visibility: str = "visible"
+    ran: bool = False
+
+    def reason(self) -> str:
+        """One line for the score table."""
+        first = next((ln.strip() for ln in self.output.splitlines() if ln.strip()), "")
+        return first[:100]
+
+
+@dataclass
+class Gradebook:
+    path: Path | None = None
+    started: float = field(default_factory=time.monotonic)
+    tests: dict[str, TestResult] = field(default_factory=dict)
+    output: str = ""
+
+    def expect(self, name: str, max_score: float, visibility: str = "visible") -> None:
+        """A test that will run (collected): until it reports, it scores 0 "did not run"."""
+        self.tests.setdefault(name, TestResult(name, max_score, visibility=visibility,
+                                               output="did not run: the grading run stopped before this test"))
+
+    def record(self, result: TestResult) -> None:
+        result.ran = True
+        self.tests[result.name] = result
+        self.write()
+
+    @property
+    def score(self) -> float:
+        return round(sum(t.score for t in self.tests.values()), 4)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(t.max_score for t in self.tests.values()), 4)
+
+    def as_gradescope(self) -> dict:
+        return {
+            "score": self.score,
+            "execution_time": int(time.monotonic() - self.started),
+            "output": self.output or f"{self.score:g} of {self.max_score:g} points",
+            "tests": [{"name": t.name, "score": t.score, "max_score": t.max_score, "status": t.status,
+                       "output": t.output, "visibility": t.visibility} for t in self.tests.values()],
+        }
+
+    def write(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".results-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.as_gradescope(), f, indent=2)
+        os.replace(tmp, self.path)
+
+    def table(self) -> str:
+        """The terminal's score table: test, points, max, one-line reason."""
+        width = max([len(t.name) for t in self.tests.values()] + [4])
+        rows = [f"{'test':<{width}}  {'points':>6}  {'max':>5}  reason"]
+        for t in self.tests.values():
+            why = "" if t.score == t.max_score and t.status == "passed" else t.reason()
+            rows.append(f"{t.name:<{width}}  {t.score:>6g}  {t.max_score:>5g}  {why}")
+        rows.append(f"{'total':<{width}}  {self.score:>6g}  {self.max_score:>5g}")
+        return "\n".join(rows)
