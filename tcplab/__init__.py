@@ -9,7 +9,8 @@ importing only the layers below it::
     tcplab/lab/        namespaces, topology, the wire and its impairments, sockets,
                        programs, sock_diag                                            (uses: observe, base)
     tcplab/report/     ladder SVG, the HTML report's pieces                           (uses: observe, base)
-    tcplab/cli/        doctor, coverage, vm, soak                                     (uses: everything)
+    tcplab/grading/    scores, partial credit, Gradescope's results.json               (uses: base)
+    tcplab/cli/        doctor, coverage, vm, soak, ladder                             (uses: everything)
 
 ``observe`` sits below ``lab``: a capture works on any object with hosts (duck-typed), and the
 topology offers ``capture()`` on top of it.  tests/unit/test_layout.py enforces the directions.
