@@ -33,7 +33,7 @@ LAYERS = {"base": 0, "observe": 1, "lab": 2, "report": 3, "grading": 4, "cli": 9
 
 def _layer(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[1] in LAYERS else "base"
+    return parts[1] if len(parts) >= 2 and parts[1] in LAYERS else "base"
 
 
 def _imports(path: pathlib.Path, module: str):
