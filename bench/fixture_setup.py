@@ -15,7 +15,9 @@ Measures, in one run and interleaved, the median wall time of
               the host, its MAC, its master and up in one request, addresses/neighbours/routes
               are one request each, offloads go off in one ETHTOOL_SFEATURES ioctl per end (the
               feature bit numbers are looked up once, outside the timing), and each capture is
-              a packet socket created with protocol 0 and bound.  Teardown closes the sockets
+              a packet socket created with protocol 0 and bound; then it polls, as tcplab does, until
+              the wire carries traffic (bridge ports forwarding, links up, IPv6 address local).
+              Teardown closes the sockets
               and ends the threads; the kernel reclaims the namespaces.
 Usage: sudo .venv/bin/python bench/fixture_setup.py [-n ROUNDS]
 The last lines read: speedup vs ip-cli baseline: N.NNx, then ratio vs floor: N.NNx
@@ -31,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tcplab import Topology  # noqa: E402
+from tcplab import Topology, until  # noqa: E402
 from tcplab.settings import IPV6_KNOBS, TCP_KNOBS  # noqa: E402
 
 
@@ -134,6 +136,27 @@ class _Floor:
             wait(j)
         wait(call(2, wire))
         socks = [wait(j) for j in [call(i, lambda i=i: host(i)) for i in (0, 1)]]
+
+        # Ready means the wire carries traffic (as tcplab's topology waits for): both bridge ports
+        # forwarding, both eth0 operationally up with the IPv6 address a local route.
+        def wire_ready():
+            for port in ("c", "s"):
+                info = iprs[2].get_links(iprs[2].link_lookup(ifname=port)[0])[0].get_attr("IFLA_LINKINFO")
+                data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
+                if not data or data.get_attr("IFLA_BRPORT_STATE") != 3:
+                    return False
+            return True
+
+        def host_ready(i):
+            link = iprs[i].get_links(iprs[i].link_lookup(ifname="eth0")[0])[0]
+            if link.get_attr("IFLA_OPERSTATE") != "UP":
+                return False
+            try:
+                return iprs[i].route("get", dst=ips[i][1], family=socket.AF_INET6)[0]["type"] == 2
+            except Exception:
+                return False
+        until(lambda: wait(call(2, wire_ready)) and all(wait(call(i, lambda i=i: host_ready(i))) for i in (0, 1)),
+              10, "the floor's wire to carry traffic")
         # teardown
         for i, ipr in iprs.items():
             wait(call(i, ipr.close))

@@ -326,16 +326,15 @@ class Topology:
         self.wire.sysctl("net.ipv4.igmp_link_local_mcast_reports", 0)
         ipr = _ipr(self.wire)
         ipr.link("set", index=1, state="up")
-        ipr.link("add", ifname=BRIDGE, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        # One request per device: the bridge created up, each veth created with its peer in the
+        # host (named, with its MAC), already enslaved to the bridge and up.
+        ipr.link("add", ifname=BRIDGE, kind="bridge", br_stp_state=0, br_forward_delay=0, state="up")
         (br,) = ipr.link_lookup(ifname=BRIDGE)
         for host in (self.client, self.server):
-            port = WIRE_PORT[host.name]
-            ipr.link("add", ifname=port, kind="veth",
+            ipr.link("add", ifname=WIRE_PORT[host.name], kind="veth", master=br, state="up",
                      peer={"ifname": IFNAME, "address": host.mac, "net_ns_fd": host.ns.fd})
-            (idx,) = ipr.link_lookup(ifname=port)
-            ipr.link("set", index=idx, master=br, state="up")
-        ipr.link("set", index=br, state="up")
-        self.wire_ports = {name: ipr.link_lookup(ifname=p)[0] for name, p in WIRE_PORT.items()}
+        index = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
+        self.wire_ports = {name: index[p] for name, p in WIRE_PORT.items()}
 
     def impair(self, *, c2s=None, s2c=None, both=None, drops=(), backend: str | None = None,
                seed: int | None = None):
