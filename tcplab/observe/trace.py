@@ -113,11 +113,15 @@ class Connection:
         self.received = sorted(received, key=lambda s: s.time) if received is not None else None
         self.pcaps = dict(pcaps or {})
         self.family = self.segments[0].family if self.segments else 4
-        self.isn = {}
-        for side in ("client", "server"):
-            own = [s for s in self.segments if self.side(s) == side]
-            syn = [s for s in own if "SYN" in s.flags]
-            self.isn[side] = (syn or own)[0].seq if own else None
+        # each side's ISN: its first SYN's seq, else its first segment's (one pass)
+        first: dict[str, int] = {}
+        syn: dict[str, int] = {}
+        for s in self.segments:
+            side = "client" if (s.src, s.sport) == client else "server"
+            first.setdefault(side, s.seq)
+            if side not in syn and "SYN" in s.flags:
+                syn[side] = s.seq
+        self.isn = {side: syn.get(side, first.get(side)) for side in ("client", "server")}
         self._lost = self._find_lost()
 
     # -- orientation and numbers --------------------------------------------------------
@@ -144,11 +148,19 @@ class Connection:
             return None
         arrivals: dict[tuple, list[float]] = {}
         for r in self.received:
-            arrivals.setdefault(r.key(), []).append(r.time)
+            k = r.key()
+            if k in arrivals:
+                arrivals[k].append(r.time)
+            else:
+                arrivals[k] = [r.time]
         lost = set()
         by_key: dict[tuple, list[int]] = {}
         for i, s in enumerate(self.segments):
-            by_key.setdefault(s.key(), []).append(i)
+            k = s.key()
+            if k in by_key:
+                by_key[k].append(i)
+            else:
+                by_key[k] = [i]
         for key, idxs in by_key.items():
             times = arrivals.get(key)
             if len(idxs) == 1 and times and self.segments[idxs[0]].time <= times[0] + 1e-3:
@@ -269,12 +281,13 @@ class Trace:
     @classmethod
     def from_segments(cls, sent: list[Segment], received: list[Segment] | None = None,
                       pcaps: dict[str, Path] | None = None) -> "Trace":
-        def four_tuple(s: Segment) -> frozenset:
-            return frozenset({(s.src, s.sport), (s.dst, s.dport)})
-        groups: dict[frozenset, list[Segment]] = {}
+        def four_tuple(s: Segment) -> tuple:  # the same for both directions
+            a, b = (s.src, s.sport), (s.dst, s.dport)
+            return (a, b) if a <= b else (b, a)
+        groups: dict[tuple, list[Segment]] = {}
         for s in sorted(sent, key=lambda s: s.time):
             groups.setdefault(four_tuple(s), []).append(s)
-        rgroups: dict[frozenset, list[Segment]] = {}
+        rgroups: dict[tuple, list[Segment]] = {}
         for s in received or []:
             rgroups.setdefault(four_tuple(s), []).append(s)
         conns = []
