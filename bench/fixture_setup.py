@@ -267,6 +267,7 @@ def main():
         print(f"{name:8} median {statistics.median(t) * 1000:7.1f} ms  (min {min(t) * 1000:.1f}, "
               f"max {max(t) * 1000:.1f})")
     print(f"speedup vs ip-cli baseline: {mb / mo:.2f}x")
+    print(f"ratio vs floor (fastest runs): {min(t_ours) / min(t_floor):.2f}x")
     print(f"ratio vs floor: {mo / mf:.2f}x")
 
 
