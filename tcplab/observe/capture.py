@@ -14,12 +14,13 @@ The frames are written to one pcap file per end (``<name>-client.pcap``, ``<name
 """
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import CaptureIncomplete, TcplabError
 from ..wait import until
@@ -84,7 +85,70 @@ def is_marker(pkt: Any) -> bool:
     return getattr(pkt, "type", None) == MARKER_ETHERTYPE
 
 
-class Capture:
+def flush_wire(src, dst, cond: threading.Condition, arrived: Callable[[bytes], bool], timeout: float,
+               check: Callable[[], None] = lambda: None) -> bool:
+    """Send marker frames ``src`` -> ``dst`` (backing off from 50 ms) until ``arrived(token)``,
+    evaluated under ``cond`` whenever a reader notifies it, or ``timeout`` passes.  ``check`` runs
+    after every wait (a reader's failure raises there).  True once a marker arrived."""
+    out = src.ns.run(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        out.bind((src.ifname, 0))
+        deadline = time.monotonic() + timeout
+        n = 0
+        while True:
+            token = f"{src.name}>{dst.name}#{n}".encode()
+            out.send(_marker_frame(src.mac, dst.mac, token))
+            with cond:
+                ok = cond.wait_for(lambda t=token: arrived(t),
+                                   timeout=min(0.05 * 2 ** min(n, 4), max(0.0, deadline - time.monotonic())))
+            check()
+            if ok:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            n += 1
+    finally:
+        out.close()
+
+
+@contextlib.contextmanager
+def whole_pcap(path: Path):
+    """Around the writing of one pcap: if it cannot be written whole (disk full, read-only
+    folder), the partial file is removed and the error names the folder."""
+    try:
+        yield
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise TcplabError(f"could not write the capture {path.name} in {path.parent}: "
+                          f"{exc.strerror or exc}; free space there (or choose another folder, "
+                          "e.g. pytest --basetemp DIR)") from None
+
+
+class BothEnds:
+    """What every capture of both ends shares: ``with`` (start, then stop; on an error inside
+    the block, stop without hiding that error), and the trace's connections."""
+
+    running = False
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.stop()
+        else:  # keep the original error; still save what was captured
+            try:
+                self.stop()
+            except Exception:
+                self.close()
+
+    def connection(self, **kw: Any):
+        return self.trace.connection(**kw)
+
+    flow = connection
+
+
+class Capture(BothEnds):
     """Capture on the client's and the server's ``eth0``.  Use as a context manager::
 
         with topo.capture() as cap:
@@ -136,25 +200,7 @@ class Capture:
 
     def _flush(self, src, dst) -> bool:
         """Send markers src -> dst until one arrives at dst, or the flush timeout passes."""
-        out = src.ns.run(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
-        try:
-            out.bind((src.ifname, 0))
-            deadline = time.monotonic() + self.flush_timeout
-            n = 0
-            while True:
-                token = f"{src.name}>{dst.name}#{n}".encode()
-                out.send(_marker_frame(src.mac, dst.mac, token))
-                with self._cond:
-                    arrived = self._cond.wait_for(lambda t=token: t in self._markers[dst.name],
-                                                  timeout=min(0.05 * 2 ** min(n, 4),
-                                                              max(0.0, deadline - time.monotonic())))
-                if arrived:
-                    return True
-                if time.monotonic() >= deadline:
-                    return False
-                n += 1
-        finally:
-            out.close()
+        return flush_wire(src, dst, self._cond, lambda token: token in self._markers[dst.name], self.flush_timeout)
 
     def _drain(self, stall: float = 5.0) -> None:
         """Wait until the sniffer has read every frame the kernel queued.  Fails only if it makes
@@ -213,15 +259,10 @@ class Capture:
         that lacks frames."""
         from scapy.utils import PcapWriter
         path = self.paths[host]
-        try:
+        with whole_pcap(path):
             with PcapWriter(str(path), linktype=1, sync=False) as w:
                 for p in self.packets[host]:
                     w.write(p)
-        except OSError as exc:
-            path.unlink(missing_ok=True)
-            raise TcplabError(f"could not write the capture {path.name} in {path.parent}: "
-                              f"{exc.strerror or exc}; free space there (or choose another folder, "
-                              "e.g. pytest --basetemp DIR)") from None
 
     def _close_sockets(self) -> None:
         _close_later(list(self._socks.values()))
@@ -233,18 +274,6 @@ class Capture:
             self.running = False
         self._close_sockets()
 
-    def __enter__(self) -> "Capture":
-        return self.start()
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.stop()
-        else:  # keep the original error; still save what was captured
-            try:
-                self.stop()
-            except Exception:
-                self.close()
-
     # -- results -----------------------------------------------------------------------
     @property
     def trace(self):
@@ -255,8 +284,3 @@ class Capture:
             from .trace import Trace
             self._trace = Trace.from_captures(self.packets, self.topo, pcaps=self.paths)
         return self._trace
-
-    def connection(self, **kw: Any):
-        return self.trace.connection(**kw)
-
-    flow = connection

@@ -26,11 +26,10 @@ import select
 import socket
 import struct
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
-from .capture import ETH_P_ALL, MARKER_ETHERTYPE, MARKER_MAGIC, PACKET_STATISTICS, SOL_PACKET, _marker_frame
+from .capture import (ETH_P_ALL, MARKER_ETHERTYPE, MARKER_MAGIC, PACKET_STATISTICS, SOL_PACKET, BothEnds,
+                      flush_wire, whole_pcap)
 from ..errors import CaptureIncomplete, ConfigError, TcplabError, check_int
 from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
 from ..wait import until
@@ -129,7 +128,7 @@ class _End:
         self.sock.close()
 
 
-class RingCapture:
+class RingCapture(BothEnds):
     """Headers-only capture of both ends for bulk transfers.  Use like :class:`tcplab.capture.Capture`::
 
         with topo.capture(bulk=True) as cap:      # snaplen 128, 64 MiB ring per end
@@ -197,27 +196,13 @@ class RingCapture:
                 self._cond.notify_all()
 
     def _flush(self, src, dst) -> bool:
-        out = src.ns.run(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
-        try:
-            out.bind((src.ifname, 0))
-            deadline = time.monotonic() + self.flush_timeout
-            n = 0
-            while True:
-                token = f"{src.name}>{dst.name}#{n}".encode()
-                out.send(_marker_frame(src.mac, dst.mac, token))
-                with self._cond:
-                    arrived = self._cond.wait_for(
-                        lambda t=token: t in self._ends[dst.name].markers or self._error is not None,
-                        timeout=min(0.05 * 2 ** min(n, 4), max(0.0, deadline - time.monotonic())))
-                if self._error is not None:
-                    raise TcplabError(f"the capture reader failed: {self._error}") from self._error
-                if arrived:
-                    return True
-                if time.monotonic() >= deadline:
-                    return False
-                n += 1
-        finally:
-            out.close()
+        return flush_wire(src, dst, self._cond,
+                          lambda token: token in self._ends[dst.name].markers or self._error is not None,
+                          self.flush_timeout, self._raise_reader_error)
+
+    def _raise_reader_error(self) -> None:
+        if self._error is not None:
+            raise TcplabError(f"the capture reader failed: {self._error}") from self._error
 
     def _drained(self) -> bool:
         for end in self._ends.values():
@@ -254,15 +239,9 @@ class RingCapture:
 
     def _write_pcap(self, name: str, end: _End) -> None:
         path = self.paths[name]
-        try:
-            with open(path, "wb") as f:
-                f.write(struct.pack("=IHHiIII", PCAP_NS_MAGIC, 2, 4, 0, 0, self.snaplen, 1))
-                f.write(end.records)
-        except OSError as exc:
-            path.unlink(missing_ok=True)
-            raise TcplabError(f"could not write the capture {path.name} in {path.parent}: "
-                              f"{exc.strerror or exc}; free space there (or choose another folder, "
-                              "e.g. pytest --basetemp DIR)") from None
+        with whole_pcap(path), open(path, "wb") as f:
+            f.write(struct.pack("=IHHiIII", PCAP_NS_MAGIC, 2, 4, 0, 0, self.snaplen, 1))
+            f.write(end.records)
 
     def _close_ends(self) -> None:
         for end in self._ends.values():
@@ -275,18 +254,6 @@ class RingCapture:
             self._thread.join()
             self.running = False
         self._close_ends()
-
-    def __enter__(self) -> "RingCapture":
-        return self.start()
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.stop()
-        else:
-            try:
-                self.stop()
-            except Exception:
-                self.close()
 
     # -- results ----------------------------------------------------------------------
     def frames(self, host: str):
@@ -325,8 +292,3 @@ class RingCapture:
             from .trace import _read_pcap
             self._packets = {n: _read_pcap(p) for n, p in self.paths.items()}
         return self._packets
-
-    def connection(self, **kw: Any):
-        return self.trace.connection(**kw)
-
-    flow = connection
