@@ -30,6 +30,7 @@ class TestResult:
     status: str = "failed"          # passed | failed (Gradescope's two)
     output: str = ""
     visibility: str = "visible"
+    extra_data: dict = field(default_factory=dict)   # ladders and pcaps, relative to results.json
     ran: bool = False
 
     def reason(self) -> str:
@@ -69,7 +70,8 @@ class Gradebook:
             "execution_time": int(time.monotonic() - self.started),
             "output": self.output or f"{self.score:g} of {self.max_score:g} points",
             "tests": [{"name": t.name, "score": t.score, "max_score": t.max_score, "status": t.status,
-                       "output": t.output, "visibility": t.visibility} for t in self.tests.values()],
+                       "output": t.output, "visibility": t.visibility,
+                       **({"extra_data": t.extra_data} if t.extra_data else {})} for t in self.tests.values()],
         }
 
     def write(self) -> None:
