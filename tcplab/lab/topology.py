@@ -170,8 +170,10 @@ class Host:
         if self._quickack:
             metrics["quickack"] = 1
         for fam in (4, 6):
+            # prefsrc: tools that read the routing table themselves (Scapy) pick the host's own
+            # address as the source, as the kernel does
             ipr.route("replace", dst=f"{peer[fam]}/{32 if fam == 4 else 128}", oif=self.ifindex,
-                      metrics=metrics, family=af(fam))
+                      prefsrc=self.addr(fam), metrics=metrics, family=af(fam))
 
     # -- knobs a lab may turn ------------------------------------------------------------
     def sysctl(self, key: str, value: Any = None) -> str:
