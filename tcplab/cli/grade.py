@@ -1,0 +1,76 @@
+"""``tcplab grade ASSIGNMENT_DIR SUBMISSION [SUBMISSION ...] [--out DIR] [-j N]``
+
+Grades one submission, or a whole class (a folder with one subfolder per student), in parallel
+on the machine's cores, with a progress bar.  Writes ``DIR/<student>/results.json`` (Gradescope's
+format, with each test's feedback, pcaps and ladder SVGs beside it) and ``DIR/grades.csv``.
+A broken submission scores 0 with the reason; it never stops the batch.  Needs root (the labs
+build network namespaces); student code itself runs only in the sandbox, as an unprivileged user.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import EXIT_ENV, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    doc = __doc__.split("\n\n")
+    ap = argparse.ArgumentParser(prog="tcplab grade", description=doc[1], epilog="\n\n".join(doc[2:]),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("assignment", type=Path, help="the assignment folder (with assignment.toml and tests/)")
+    ap.add_argument("submissions", type=Path, nargs="+", help="a student's folder, or a folder of them")
+    ap.add_argument("--out", type=Path, default=Path("grades"), help="where results go (default ./grades)")
+    ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
+                    help="submissions graded at once (default: the number of cores)")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per submission (default 300)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar (a line per submission)")
+    a = ap.parse_args(argv)
+    from ..errors import ConfigError
+    from ..grading import Assignment
+    from ..grading.grader import find_submissions, grade_many
+    if a.jobs < 1:
+        ap.error(f"-j {a.jobs}: give 1 or more")
+    try:
+        assignment = Assignment.load(a.assignment)
+        subs = find_submissions(assignment, a.submissions)
+    except ConfigError as exc:
+        print(f"tcplab grade: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if os.geteuid() != 0:
+        print("tcplab grade builds network namespaces and needs root: sudo tcplab grade ...", file=sys.stderr)
+        return EXIT_ENV
+    from ..lab.netns import Namespace, NamespaceError
+    try:
+        with Namespace("grade-preflight") as ns:
+            ns.wait_created()
+    except NamespaceError as exc:
+        print(f"tcplab grade: cannot create network namespaces here ({exc}); grade on a machine or runner "
+              "that can (see assignments/README.md)", file=sys.stderr)
+        return EXIT_ENV
+    print(f"grading {len(subs)} submission(s) of {assignment.name!r}, {a.jobs} at a time -> {a.out}/",
+          file=sys.stderr)
+    t0 = time.monotonic()
+    bar = None
+    if not a.no_progress and sys.stderr.isatty():
+        from tqdm import tqdm
+        bar = tqdm(total=len(subs), unit="submission", file=sys.stderr)
+
+    def progress(g):
+        line = f"{g.student}: {g.score:g}/{g.max_score:g} ({g.status}{': ' + g.note if g.note else ''})"
+        if bar is not None:
+            bar.set_postfix_str(g.student[:20])
+            bar.write(line, file=sys.stderr)
+            bar.update(1)
+        else:
+            print(line, file=sys.stderr)
+    grades = grade_many(assignment, subs, a.out, jobs=a.jobs, timeout=a.timeout, progress=progress)
+    if bar is not None:
+        bar.close()
+    took = time.monotonic() - t0
+    print(f"{len(grades)} graded in {took:.1f} s ({len(grades) / took * 60:.1f} submissions/min); "
+          f"grades: {a.out / 'grades.csv'}", file=sys.stderr)
+    return EXIT_OK if all(g.status == "graded" for g in grades) else EXIT_FAILED
