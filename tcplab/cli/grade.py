@@ -3,7 +3,8 @@
 Grades one submission, or a whole class (a folder with one subfolder per student), in parallel
 on the machine's cores, with a progress bar.  Writes ``DIR/<student>/results.json`` (Gradescope's
 format, with each test's feedback, pcaps and ladder SVGs beside it) and ``DIR/grades.csv``.
-A broken submission scores 0 with the reason; it never stops the batch.  Needs root (the labs
+A broken submission scores 0 with the reason; it never stops the batch.  Exit status 0 once every
+submission has its results.json; 1 if the grader itself failed on one (its log.txt says why).  Needs root (the labs
 build network namespaces); student code itself runs only in the sandbox, as an unprivileged user.
 """
 from __future__ import annotations
@@ -73,4 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     took = time.monotonic() - t0
     print(f"{len(grades)} graded in {took:.1f} s ({len(grades) / took * 60:.1f} submissions/min); "
           f"grades: {a.out / 'grades.csv'}", file=sys.stderr)
-    return EXIT_OK if all(g.status == "graded" for g in grades) else EXIT_FAILED
+    errors = [g.student for g in grades if g.status == "error"]
+    if errors:   # the grader itself failed on these (their log.txt says why); scores are still written
+        print(f"the grader failed on: {', '.join(errors)}", file=sys.stderr)
+    return EXIT_FAILED if errors else EXIT_OK

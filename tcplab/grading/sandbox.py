@@ -63,7 +63,7 @@ class Limits:
 
     def prlimit_args(self) -> list[str]:
         mib = 1024 * 1024
-        return [f"--as={self.memory_mb * mib}", f"--nproc={self.processes}", f"--cpu={self.cpu}",
+        return [f"--as={self.memory_mb * mib}", f"--nproc={self.processes}", f"--cpu={self.cpu}:{self.cpu + 1}",
                 f"--fsize={self.file_mb * mib}", f"--nofile={self.open_files}", "--core=0"]
 
 
@@ -94,9 +94,11 @@ class Outcome:
             return f"your program was still running after {self.wall:g} s and was stopped"
         if self.returncode == 0:
             return "your program exited normally (status 0)"
-        if self.returncode is not None and self.returncode < 0:
+        code = self.returncode
+        if code is not None and (code < 0 or 128 < code < 128 + 32):
+            # bwrap (the sandbox's first process) reports a child killed by signal N as 128+N
             import signal
-            sig = signal.Signals(-self.returncode).name
+            sig = signal.Signals(-code if code < 0 else code - 128).name
             why = {"SIGXCPU": " (CPU time limit)", "SIGKILL": " (killed: a limit was reached)",
                    "SIGSEGV": " (segmentation fault)", "SIGABRT": " (aborted)"}.get(sig, "")
             return f"your program was killed by {sig}{why}"
@@ -208,9 +210,9 @@ class Sandbox:
                     made.add(str(a))
                     bw += ["--perms", "0755", "--dir", str(a)]
             bw += ["--ro-bind", b, b]
-        bw += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+        bw += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
                "--perms", "0755", "--dir", str(Path(HOME).parent), "--bind", str(self.home), HOME, "--chdir", HOME, "--clearenv",
-               "--setenv", "HOME", HOME, "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+               "--setenv", "HOME", HOME, "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
                "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "PYTHONUNBUFFERED", "1",
                "--setenv", "LANG", "C.UTF-8",
                "--cap-drop", "ALL"]     # bwrap run by root keeps every capability unless told

@@ -1,0 +1,83 @@
+"""Each assignment in assignments/: its reference solution scores full marks, its starter scores
+low, graded the way instructors grade (``tcplab grade``, both in one batch)."""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.needs_root
+REPO = Path(__file__).resolve().parents[2]
+ASSIGNMENTS = sorted(p.parent for p in (REPO / "assignments").glob("*/assignment.toml"))
+
+
+def grade(assignment: Path, subs: dict, out: Path) -> dict:
+    cls = out.parent / "class"
+    for name, src in subs.items():
+        shutil.copytree(src, cls / name)
+    r = subprocess.run([sys.executable, "-m", "tcplab", "grade", str(assignment), str(cls), "--out", str(out),
+                        "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return {row["student"]: row for row in csv.DictReader(open(out / "grades.csv"))}
+
+
+def test_there_are_three_assignments():
+    assert [p.name for p in ASSIGNMENTS] == ["1-client", "2-handshake", "3-predict"]
+    for a in ASSIGNMENTS:
+        for part in ("README.md", "starter", "reference", "tests"):
+            assert (a / part).exists(), f"{a.name} has no {part}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])
+def test_reference_full_marks_starter_low(assignment, tmp_path):
+    grades = grade(assignment, {"reference": assignment / "reference", "starter": assignment / "starter"},
+                   tmp_path / "out")
+    ref, start = grades["reference"], grades["starter"]
+    assert float(ref["score"]) == float(ref["max_score"]) > 0, ref
+    assert float(start["score"]) < 0.5 * float(start["max_score"]), start
+    # the starter's feedback: no traceback of the grader's, a ladder picture beside each graded test
+    res = json.loads((tmp_path / "out" / "starter" / "results.json").read_text())
+    failed = [t for t in res["tests"] if t["status"] == "failed"]
+    assert failed
+    for t in failed:
+        assert "Traceback" not in t["output"] and "site-packages" not in t["output"], t["output"]
+        assert t["output"].strip()
+    ladders = [l for t in res["tests"] for l in t.get("extra_data", {}).get("ladders", [])]
+    assert ladders
+    for rel in ladders:
+        root = ET.parse(tmp_path / "out" / "starter" / rel).getroot()
+        assert root.tag.endswith("svg") and root.findall(".//{http://www.w3.org/2000/svg}line")
+
+
+def test_handshake_rst_trap_is_real(tmp_path):
+    """Assignment 2's reference without its rule: the client's kernel resets the half-open
+    connection, and the tests that depend on it fail with the reset in the feedback."""
+    a = REPO / "assignments" / "2-handshake"
+    norule = tmp_path / "norule"
+    shutil.copytree(a / "reference", norule)
+    (norule / "rules.txt").write_text("# no rule\n")
+    grades = grade(a, {"norule": norule}, tmp_path / "out")
+    res = json.loads((tmp_path / "out" / "norule" / "results.json").read_text())
+    by = {t["name"].split("::")[-1]: t for t in res["tests"]}
+    assert by["test_no_reset_reaches_the_server"]["score"] == 0
+    assert "a reset from your client host reached the server: > R" in by["test_no_reset_reaches_the_server"]["output"]
+    assert by["test_sends_a_syn"]["score"] == 2
+    assert float(grades["norule"]["score"]) < 10
+
+
+def test_broken_submissions_score_zero_with_the_reason(tmp_path):
+    a = REPO / "assignments" / "1-client"
+    (tmp_path / "syntax").mkdir()
+    (tmp_path / "syntax" / "client.py").write_text("def main(:\n")
+    (tmp_path / "empty").mkdir()
+    grades = grade(a, {"syntax": tmp_path / "syntax", "empty": tmp_path / "empty"}, tmp_path / "out")
+    assert grades["syntax"]["score"] == "0" and grades["syntax"]["status"] == "ungradable"
+    assert "syntax error at line 1" in grades["syntax"]["note"]
+    assert "client.py is missing" in grades["empty"]["note"]
+    res = json.loads((tmp_path / "out" / "syntax" / "results.json").read_text())
+    assert len(res["tests"]) == 7 and all(t["score"] == 0 for t in res["tests"])
+    assert all("syntax error at line 1" in t["output"] for t in res["tests"])

@@ -1,0 +1,122 @@
+"""The sandbox against hostile submissions, graded as a batch by ``tcplab grade``: each scores 0
+with its output shown, leaves nothing behind, and the rest of the batch is graded (an honest
+submission in the same batch gets its point)."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.needs_root
+ASSIGNMENT = Path(__file__).parent / "hostile"
+
+HOSTILE = {
+    "honest": 'print("ok")\n',
+    "hang": "import threading\nthreading.Event().wait()\n",
+    "spin": "while True:\n    pass\n",
+    "crash": "import ctypes\nctypes.string_at(0)\n",
+    "forkbomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+    "alloc2g": "data = bytearray(2 * 1024 ** 3)\nprint('ok')\n",
+    "rootns": (
+        "import os, subprocess, socket\n"
+        "for argv in (['ip', 'link', 'add', 'evil0', 'type', 'dummy'], ['ip', 'route', 'add', '203.0.113.0/24', 'dev', 'eth0'],\n"
+        "             ['ip', 'netns', 'add', 'evil'], ['nft', 'add', 'table', 'inet', 'evil'], ['nsenter', '-t', '1', '-n', 'true']):\n"
+        "    try:\n"
+        "        r = subprocess.run(argv, capture_output=True, text=True)\n"
+        "        print(' '.join(argv[:3]), '->', r.returncode, r.stderr.strip()[:80])\n"
+        "    except OSError as e:\n"
+        "        print(' '.join(argv[:3]), '->', e)\n"
+        "for path in ('/proc/sys/net/ipv4/ip_forward', '/proc/1/ns/net'):\n"
+        "    try:\n"
+        "        open(path, 'w').write('1')\n"
+        "        print('wrote', path)\n"
+        "    except OSError as e:\n"
+        "        print('cannot write', path, e.strerror)\n"
+        "try:\n"
+        "    socket.socket(socket.AF_PACKET, socket.SOCK_RAW).bind(('lo', 0))\n"
+        "    print('raw socket in the lab host: allowed')\n"
+        "except OSError as e:\n"
+        "    print('raw socket', e)\n"),
+    "snoop": (
+        "import os\n"
+        f"secret = {str(ASSIGNMENT / 'tests' / 'test_run.py')!r}\n"
+        "print('tests visible:', os.path.exists(secret))\n"
+        "print('root dir:', sorted(os.listdir('/')))\n"
+        "for p in ('/etc/shadow', '/root', '/work', '/tmp/escape'):\n"
+        "    try:\n"
+        "        open(p + ('' if p != '/tmp/escape' else ''), 'w' if p == '/tmp/escape' else 'r').close()\n"
+        "        print('opened', p)\n"
+        "    except OSError as e:\n"
+        "        print('cannot open', p, e.strerror)\n"
+        "open('/home/student/mine.txt', 'w').write('x')\n"),
+}
+
+
+def snapshot() -> dict:
+    """What must not change: the root namespace, processes of sandbox uids, files in /tmp and /dev/shm."""
+    def run(*argv):
+        return subprocess.run(argv, capture_output=True, text=True).stdout
+    uids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                uid = int((d / "status").read_text().split("\nUid:")[1].split()[0])
+            except (OSError, IndexError):
+                continue
+            if 61000 <= uid < 62000:
+                uids.append((d.name, uid))
+    netns = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                netns.add(os.readlink(d / "ns" / "net"))
+            except OSError:
+                pass
+    return {"links": run("ip", "-o", "link", "show"), "routes": run("ip", "route", "show", "table", "all"),
+            "routes6": run("ip", "-6", "route", "show", "table", "all"), "netns": run("ip", "netns", "list"),
+            "nft": run("nft", "list", "ruleset") if Path("/usr/sbin/nft").exists() else "",
+            "forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(), "sandbox processes": uids,
+            "tmp": sorted(os.listdir("/tmp")), "shm": sorted(os.listdir("/dev/shm")), "net namespaces": len(netns)}
+
+
+def test_hostile_submissions_score_zero_and_leave_nothing(tmp_path):
+    subs = tmp_path / "class"
+    for name, code in HOSTILE.items():
+        (subs / name).mkdir(parents=True)
+        (subs / name / "run.py").write_text(code)
+    before = snapshot()
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "tcplab", "grade", str(ASSIGNMENT), str(subs), "--out", str(out),
+                        "-j", "2"], capture_output=True, text=True, timeout=300)
+    after = snapshot()
+    assert r.returncode == 0, r.stderr
+    grades = {row["student"]: row for row in csv.DictReader(open(out / "grades.csv"))}
+    assert set(grades) == set(HOSTILE)
+    assert grades["honest"]["score"] == "1", "the honest submission in the same batch lost its point"
+    outputs = {}
+    for name in HOSTILE:
+        if name == "honest":
+            continue
+        assert grades[name]["score"] == "0", f"{name} scored {grades[name]['score']}"
+        outputs[name] = json.loads((out / name / "results.json").read_text())["tests"][0]["output"]
+    assert "still running after 3 s" in outputs["hang"]
+    assert "still running after" in outputs["spin"] or "CPU time limit" in outputs["spin"]
+    assert "SIGSEGV" in outputs["crash"]
+    assert "MemoryError" in outputs["alloc2g"]
+    assert "still running after" in outputs["forkbomb"] or "killed" in outputs["forkbomb"]
+    rootns = outputs["rootns"]
+    assert "ip link add -> 2" in rootns and "ip route add -> 2" in rootns, rootns
+    assert "cannot write /proc/sys/net/ipv4/ip_forward" in rootns
+    assert "nft add table -> 1" in rootns or not Path("/usr/sbin/nft").exists(), rootns
+    assert "raw socket in the lab host: allowed" in rootns            # the one capability it keeps
+    snoop = outputs["snoop"]
+    assert "tests visible: False" in snoop, snoop
+    for p in ("/etc/shadow", "/root", "/work"):
+        assert f"opened {p}\n" not in snoop + "\n", snoop
+    assert "opened /tmp/escape" in snoop            # its own /tmp, gone with the sandbox
+    assert not (Path("/tmp") / "escape").exists()
+    # nothing left: the root namespace as it was, no sandbox process, no file outside the work folders
+    assert after == before
