@@ -14,7 +14,10 @@ and ``tests/`` (the graded tests, hidden ones included), ``starter/`` (what stud
 """
 from __future__ import annotations
 
-import tomllib
+try:
+    import tomllib
+except ImportError:          # Python < 3.11 (Gradescope's Ubuntu 22.04 image)
+    import tomli as tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -92,3 +92,26 @@ class Gradebook:
             rows.append(f"{t.name:<{width}}  {t.score:>6g}  {t.max_score:>5g}  {why}")
         rows.append(f"{'total':<{width}}  {self.score:>6g}  {self.max_score:>5g}")
         return "\n".join(rows)
+
+
+def classroom_payload(results: dict) -> dict:
+    """A Gradescope ``results.json`` as GitHub Classroom's autograding reporter reads a runner's
+    result (``classroom-resources/autograding-grading-reporter``: base64 JSON in ``<ID>_RESULTS``)."""
+    tests = results.get("tests", [])
+    max_score = sum(t.get("max_score", 0) for t in tests)
+    passed = all(t.get("status") == "passed" for t in tests) and bool(tests)
+    return {"version": 1, "status": "pass" if passed else ("fail" if tests else "error"),
+            "max_score": max_score,
+            "tests": [{"name": t["name"].split("::")[-1], "status": "pass" if t.get("status") == "passed" else "fail",
+                       "score": t.get("score", 0), "message": t.get("output", ""), "test_code": t["name"],
+                       "filename": t["name"].split("::")[0], "line_no": 0, "execution_time": ""}
+                      for t in tests] or [{"name": "grading", "status": "error", "score": 0,
+                                           "message": results.get("output", ""), "test_code": "", "filename": "",
+                                           "line_no": 0, "execution_time": ""}]}
+
+
+def cannot_grade_here(path: Path, why: str) -> None:
+    """results.json for a platform where the labs cannot run: score 0 and one line for the
+    instructor, so the platform shows the reason instead of a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"score": 0, "output": why, "tests": []}, indent=2))

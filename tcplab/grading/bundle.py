@@ -1,0 +1,76 @@
+"""Gradescope's autograder bundle for an assignment: a zip with ``setup.sh`` (system packages and
+tcplab into /autograder/venv) and ``run_autograder`` (grades /autograder/submission into
+/autograder/results/results.json), plus tcplab's source and the assignment's tests.  The
+reference solution and the starter are left out."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from ..errors import ConfigError
+from .assignment import Assignment
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope runs this once when it builds the autograder image (Ubuntu, as root).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq python3 python3-venv python3-pip nftables tcpdump iproute2 bubblewrap util-linux \\
+  libpcap0.8 || apt-get install -y -qq python3 python3-venv python3-pip nftables tcpdump iproute2 bubblewrap \\
+  util-linux libpcap0.8t64
+python3 -m venv /autograder/venv
+/autograder/venv/bin/pip install -q /autograder/source/tcplab
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this for every submission.  It always leaves results.json: the grade, or (where
+# this platform cannot build network namespaces) score 0 with one line saying so.
+set -u
+ROOT=${AUTOGRADER_ROOT:-/autograder}
+PY=${TCPLAB_PYTHON:-$ROOT/venv/bin/python}
+mkdir -p "$ROOT/results"
+"$PY" -m tcplab grade "$ROOT/source/assignment" "$ROOT/submission" --out "$ROOT/work" \\
+  --results-json "$ROOT/results/results.json" --no-progress -j 1
+status=$?
+if [ ! -s "$ROOT/results/results.json" ]; then
+  printf '{"score": 0, "output": "tcplab could not grade this submission (exit status %s): see the autograder log", "tests": []}\\n' \\
+    "$status" > "$ROOT/results/results.json"
+fi
+exit 0
+"""
+
+SOURCE_FILES = ("pyproject.toml", "README.md")
+SOURCE_DIRS = ("tcplab", "fixtures")
+
+
+def tcplab_checkout() -> Path:
+    root = Path(__file__).resolve().parents[2]
+    if not all((root / f).is_file() for f in SOURCE_FILES) or not (root / "fixtures").is_dir():
+        raise ConfigError(f"{root} is not a tcplab checkout (no pyproject.toml and fixtures/): build the bundle "
+                          "from a checkout, e.g. git clone ... && sudo ci/setup && .venv/bin/tcplab bundle ...")
+    return root
+
+
+def _add_tree(z: zipfile.ZipFile, src: Path, dest: str) -> None:
+    for f in sorted(src.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
+            z.write(f, f"{dest}/{f.relative_to(src).as_posix()}")
+
+
+def build_bundle(assignment: Assignment, out: Path) -> list[str]:
+    """Write the zip; returns its file names."""
+    root = tcplab_checkout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o755 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, text)
+        for f in SOURCE_FILES:
+            z.write(root / f, f"tcplab/{f}")
+        for d in SOURCE_DIRS:
+            _add_tree(z, root / d, f"tcplab/{d}")
+        z.write(assignment.path / "assignment.toml", "assignment/assignment.toml")
+        _add_tree(z, assignment.tests, "assignment/tests")
+        return z.namelist()

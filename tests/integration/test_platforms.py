@@ -1,0 +1,79 @@
+"""Grading on course platforms: Gradescope's bundle (run here as Gradescope runs it, and in a
+container that forbids namespaces) and GitHub Classroom's result hand-over."""
+import base64
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.needs_root
+REPO = Path(__file__).resolve().parents[2]
+A1 = REPO / "assignments" / "1-client"
+
+
+def unpack_bundle(tmp_path) -> Path:
+    """The bundle built by the command, unpacked the way Gradescope does (/autograder/source)."""
+    z = tmp_path / "autograder.zip"
+    r = subprocess.run([sys.executable, "-m", "tcplab", "bundle", str(A1), "--out", str(z)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(z) as f:
+        names = f.namelist()
+        f.extractall(root / "source")
+    assert {"setup.sh", "run_autograder", "tcplab/pyproject.toml", "assignment/assignment.toml",
+            "assignment/tests/test_client.py"} <= set(names)
+    assert not [n for n in names if "reference" in n or "starter" in n], "the bundle must not carry the solution"
+    shutil.copytree(A1 / "reference", root / "submission")
+    return root
+
+
+def run_autograder(root: Path, wrapper=()) -> dict:
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), TCPLAB_PYTHON=sys.executable)
+    r = subprocess.run([*wrapper, "bash", str(root / "source" / "run_autograder")], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads((root / "results" / "results.json").read_text())
+
+
+def test_gradescope_bundle_grades_the_reference(tmp_path):
+    res = run_autograder(unpack_bundle(tmp_path))
+    assert res["score"] == 10 and len(res["tests"]) == 7
+    assert {t["visibility"] for t in res["tests"]} == {"visible"}
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the seccomp wrapper knows x86_64's syscall numbers")
+def test_gradescope_without_namespaces_says_so_in_one_line(tmp_path):
+    res = run_autograder(unpack_bundle(tmp_path), wrapper=(sys.executable, str(Path(__file__).parent / "nonetns.py")))
+    assert res["score"] == 0 and res["tests"] == []
+    assert "\n" not in res["output"].strip()
+    assert res["output"].startswith("tcplab: cannot create network namespaces here")
+    assert "GitHub Classroom" in res["output"]
+
+
+def test_classroom_result_for_the_reporter(tmp_path):
+    out, summary = tmp_path / "gh-output", tmp_path / "gh-summary"
+    env = dict(os.environ, GITHUB_OUTPUT=str(out), GITHUB_STEP_SUMMARY=str(summary))
+    r = subprocess.run([sys.executable, "-m", "tcplab", "grade", str(A1), str(A1 / "starter"), "--out",
+                        str(tmp_path / "g"), "--classroom", "--no-progress"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    line = out.read_text().strip()
+    assert line.startswith("result=")
+    payload = json.loads(base64.b64decode(line[len("result="):]))
+    assert payload["version"] == 1 and payload["status"] == "fail" and payload["max_score"] == 10
+    scores = {t["name"]: t["score"] for t in payload["tests"]}
+    assert scores["test_handshake"] == 1 and scores["test_whole_reply_read"] == 0
+    assert "| test_handshake | 1 | 1 |" in summary.read_text()
+
+
+def test_classroom_workflow_template_runs_the_grader():
+    text = (REPO / "ci" / "classroom.yml").read_text()
+    assert "tcplab grade" in text and "--classroom" in text
+    assert "autograding-grading-reporter" in text and "TCPLAB_RESULTS: ${{ steps.tcplab.outputs.result }}" in text
+    assert "runners: tcplab" in text
