@@ -9,8 +9,9 @@ importing only the layers below it::
     tcplab/lab/        namespaces, topology, the wire and its impairments, sockets,
                        programs, sock_diag                                            (uses: observe, base)
     tcplab/report/     ladder SVG, the HTML report's pieces                           (uses: observe, base)
-    tcplab/grading/    scores, partial credit, Gradescope's results.json               (uses: base)
-    tcplab/cli/        doctor, coverage, vm, soak, ladder                             (uses: everything)
+    tcplab/grading/    scores, partial credit, results.json, assignments, the sandbox,
+                       predictions, the batch grader, Gradescope's bundle        (uses: lab, observe, base)
+    tcplab/cli/        doctor, coverage, vm, soak, ladder, grade, bundle              (uses: everything)
 
 ``observe`` sits below ``lab``: a capture works on any object with hosts (duck-typed), and the
 topology offers ``capture()`` on top of it.  tests/unit/test_layout.py enforces the directions.
@@ -18,6 +19,7 @@ topology offers ``capture()`` on top of it.  tests/unit/test_layout.py enforces 
 import importlib as _importlib
 import sys as _sys
 
+from .grading import Assignment, Limits, Sandbox, Score
 from .errors import (CaptureIncomplete, ConfigError, ExpectationFailed, TcplabError, Unsupported,
                      WaitTimeout)
 from .lab.impair import Drop, Netem
@@ -30,7 +32,7 @@ from .wait import until
 
 __all__ = ["Topology", "Drop", "Netem", "Capture", "RingCapture", "Trace", "Connection", "Segment",
            "Expectation", "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete",
-           "WaitTimeout", "ExpectationFailed"]
+           "WaitTimeout", "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score"]
 __version__ = "0.1.0"
 
 # The modules' old flat paths (``from tcplab.impair import Drop`` in labs written for 0.1) keep

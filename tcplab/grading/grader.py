@@ -79,7 +79,7 @@ def grade_one(assignment: Assignment, submission: Path, out: Path, *, timeout: f
     if results.exists():
         results.unlink()
     problems = assignment.preflight(submission)
-    tmp = Path(tempfile.mkdtemp(prefix="tcplab-grade-"))
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out))   # pytest's basetemp, removed below
     argv = [sys.executable, "-m", "pytest", str(assignment.tests), "--submission", str(submission.resolve()),
             "--grade-json", str(results), "-p", "no:cacheprovider", "-q",
             "--basetemp", str(tmp / "t"), "--rootdir", str(assignment.path), *extra_args]

@@ -1,6 +1,7 @@
 """Grading on top of plain pytest: points, partial credit, feedback without tracebacks,
 results.json (also after a crash part-way), the score table, and the score in the JUnit XML."""
 import json
+from pathlib import Path
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -70,11 +71,18 @@ def test_scores_partial_credit_feedback_and_table(tmp_path):
     assert (fin["score"], fin["max_score"], fin["status"]) == (3, 5, "failed")
     assert fin["output"].startswith('segment 4 (client > server) differs: flags expected "F." but saw "R."')
     assert "partial credit:\n  3 of 5 points: the handshake is right" in fin["output"]
-    assert fin["output"].endswith("hint: a FIN closes, an RST aborts")
+    assert "\n\nhint: a FIN closes, an RST aborts\n\npicture of the exchange: " in fin["output"]
+    # the ladder of a graded test is kept beside results.json and listed in extra_data
+    ladder = fin["extra_data"]["ladders"][0]
+    assert fin["output"].endswith(ladder) and (tmp_path / ladder).read_text().startswith("<svg")
+    assert [Path(p).name for p in fin["extra_data"]["pcaps"]] == ["capture-client.pcap", "capture-server.pcap"]
+    assert all((tmp_path / p).is_file() for p in fin["extra_data"]["pcaps"])
     msg = tests["test_message"]
     assert (msg["score"], msg["output"], msg["visibility"]) == (0, "the server never reached CLOSE_WAIT", "hidden")
-    assert tests["test_passes"] == {"name": "test_graded.py::test_passes", "score": 2, "max_score": 2,
-                                    "status": "passed", "output": "", "visibility": "visible"}
+    passes = dict(tests["test_passes"])
+    passes.pop("extra_data", None)       # its pcaps and ladder, if the lab captured
+    assert passes == {"name": "test_graded.py::test_passes", "score": 2, "max_score": 2,
+                      "status": "passed", "output": "", "visibility": "visible"}
     for t in res["tests"]:
         assert "Traceback" not in t["output"] and 'File "' not in t["output"]
     assert set(res) == {"score", "execution_time", "output", "tests"}

@@ -55,31 +55,35 @@ HOSTILE = {
 }
 
 
-def snapshot() -> dict:
-    """What must not change: the root namespace, processes of sandbox uids, files in /tmp and /dev/shm."""
+def root_namespace() -> dict:
+    """What no test may change (so it can be compared while other tests run in parallel)."""
     def run(*argv):
         return subprocess.run(argv, capture_output=True, text=True).stdout
-    uids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                uid = int((d / "status").read_text().split("\nUid:")[1].split()[0])
-            except (OSError, IndexError):
-                continue
-            if 61000 <= uid < 62000:
-                uids.append((d.name, uid))
-    netns = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                netns.add(os.readlink(d / "ns" / "net"))
-            except OSError:
-                pass
     return {"links": run("ip", "-o", "link", "show"), "routes": run("ip", "route", "show", "table", "all"),
             "routes6": run("ip", "-6", "route", "show", "table", "all"), "netns": run("ip", "netns", "list"),
             "nft": run("nft", "list", "ruleset") if Path("/usr/sbin/nft").exists() else "",
-            "forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(), "sandbox processes": uids,
-            "tmp": sorted(os.listdir("/tmp")), "shm": sorted(os.listdir("/dev/shm")), "net namespaces": len(netns)}
+            "forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(), "shm": sorted(os.listdir("/dev/shm"))}
+
+
+def leftovers(work: Path) -> list[str]:
+    """Processes of this batch's sandboxes still alive: a sandbox uid, and a mount of this test's
+    folder (each sandbox's home is bound from it), so other tests' sandboxes do not count."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            uid = int((d / "status").read_text().split("\nUid:")[1].split()[0])
+            if 61000 <= uid < 62000 and str(work) in (d / "mountinfo").read_text():
+                out.append(f"pid {d.name} uid {uid}: {(d / 'cmdline').read_bytes()[:80]!r}")
+        except (OSError, IndexError):
+            continue
+    return out
+
+
+def tmp_entries() -> set:
+    """/tmp, without what pytest and the other tests of this suite make there while they run."""
+    return {p for p in os.listdir("/tmp") if not p.startswith(("pytest-of-", "tcplab-faults-", "tmp"))}
 
 
 def test_hostile_submissions_score_zero_and_leave_nothing(tmp_path):
@@ -87,11 +91,11 @@ def test_hostile_submissions_score_zero_and_leave_nothing(tmp_path):
     for name, code in HOSTILE.items():
         (subs / name).mkdir(parents=True)
         (subs / name / "run.py").write_text(code)
-    before = snapshot()
+    before, files_before = root_namespace(), tmp_entries()
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "tcplab", "grade", str(ASSIGNMENT), str(subs), "--out", str(out),
                         "-j", "2"], capture_output=True, text=True, timeout=300)
-    after = snapshot()
+    after, files_after = root_namespace(), tmp_entries()
     assert r.returncode == 0, r.stderr
     grades = {row["student"]: row for row in csv.DictReader(open(out / "grades.csv"))}
     assert set(grades) == set(HOSTILE)
@@ -120,3 +124,29 @@ def test_hostile_submissions_score_zero_and_leave_nothing(tmp_path):
     assert not (Path("/tmp") / "escape").exists()
     # nothing left: the root namespace as it was, no sandbox process, no file outside the work folders
     assert after == before
+    assert leftovers(tmp_path) == []
+    assert files_after == files_before
+
+
+def test_the_leftover_check_sees_a_running_sandbox(tmp_path):
+    """The check above can fail: while a sandboxed program runs, it is found; once stopped, not."""
+    from tcplab import Sandbox, Topology, until
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "run.py").write_text("import os, threading\nos.fork()\nthreading.Event().wait()\n")
+    with Topology(workdir=tmp_path / "w") as topo:
+        box = Sandbox(topo.client, sub, tmp_path / "w")
+        prog = box.start(["run.py"])
+        until(lambda: len(leftovers(tmp_path)) >= 2, 10, "the sandboxed program and its child to run")
+        box.close()
+        prog.proc.wait(5)
+        until(lambda: leftovers(tmp_path) == [], 5, "the sandbox's processes to be gone")
+
+
+def test_sandbox_refuses_bad_settings(tmp_path):
+    from tcplab import ConfigError, Sandbox, Topology
+    with Topology(workdir=tmp_path) as topo:
+        with pytest.raises(ConfigError, match="the sandbox grants only net_raw"):
+            Sandbox(topo.client, tmp_path, tmp_path, caps=("net_admin",))
+        with pytest.raises(ConfigError, match="no such folder"):
+            Sandbox(topo.client, tmp_path / "nope", tmp_path)
