@@ -7,6 +7,11 @@
     198.18.0.1/24                                         198.18.0.2/24
     2001:db8::1/64                                        2001:db8::2/64
 
+Each live topology on the machine has a subnet of its own (the first 198.18.0.0/24 and
+2001:db8::/64, the next 198.18.1.0/24 and 2001:db8:1::/64, ...; see :class:`Subnet`), so its
+sockets can be told apart by address in the kernel's machine-wide records (the state-change
+tracepoint has no namespace).
+
 Loss, delay and targeted drops live in the wire namespace (see :mod:`tcplab.impair`), so they
 behave like a real lossy link: the sender's TCP retransmits, the sender's capture shows what was
 sent and the receiver's capture shows what arrived.  The hosts get static neighbour entries (no ARP
@@ -28,10 +33,41 @@ from .netns import Namespace, ipr as _ipr
 from .. import settings
 
 CLIENT, SERVER = "client", "server"
+#: the addresses of the first subnet (index 0); :class:`Subnet` gives each topology its own
 ADDRS = {
     CLIENT: {4: "198.18.0.1", 6: "2001:db8::1", "mac": "02:00:c6:12:00:01"},
     SERVER: {4: "198.18.0.2", 6: "2001:db8::2", "mac": "02:00:c6:12:00:02"},
 }
+HOST_ID = {CLIENT: 1, SERVER: 2}
+SUBNETS = 512          # 198.18.0.0/24 ... 198.19.255.0/24: the whole of 198.18.0.0/15
+
+
+class Subnet:
+    """The subnet of one live topology, unique on this machine while the topology lives.
+
+    Held by binding an abstract unix socket named after it: the kernel frees the name when the
+    holder closes it or dies (even by SIGKILL), and no file is left.  The lowest free index is
+    taken, so a lone run always gets 198.18.0.0/24."""
+
+    def __init__(self):
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        for n in range(SUBNETS):
+            try:
+                self._sock.bind(f"\0tcplab-subnet-{n}")
+            except OSError:
+                continue
+            self.index = n
+            return
+        self._sock.close()
+        raise TcplabError(f"all {SUBNETS} tcplab subnets are in use on this machine: too many topologies at once")
+
+    def addr(self, name: str, family: int) -> str:
+        n = self.index
+        return f"198.{18 + n // 256}.{n % 256}.{HOST_ID[name]}" if family == 4 else \
+            (f"2001:db8:{n:x}::{HOST_ID[name]}" if n else f"2001:db8::{HOST_ID[name]}")
+
+    def release(self) -> None:
+        self._sock.close()
 PREFIX = {4: 24, 6: 64}
 IFNAME = "eth0"
 WIRE_PORT = {CLIENT: "c", SERVER: "s"}
@@ -116,7 +152,11 @@ class Host:
 
     # -- addresses ---------------------------------------------------------------------
     def addr(self, family: Any = 4) -> str:
-        return ADDRS[self.name][family_of(family)]
+        return self.topo.subnet.addr(self.name, family_of(family))
+
+    def peer_addrs(self) -> dict:
+        other = SERVER if self.name == CLIENT else CLIENT
+        return {4: self.topo.subnet.addr(other, 4), 6: self.topo.subnet.addr(other, 6), "mac": ADDRS[other]["mac"]}
 
     @property
     def peer(self) -> "Host":
@@ -147,7 +187,7 @@ class Host:
             ipr.addr("add", index=idx, address=self.addr(fam), prefixlen=PREFIX[fam],
                      **({"flags": IFA_F_NODAD} if fam == 6 else {}))
         ipr.link("set", index=idx, state="up")
-        peer = ADDRS[SERVER if self.name == CLIENT else CLIENT]
+        peer = self.peer_addrs()
         for fam in (4, 6):
             ipr.neigh("add", dst=peer[fam], lladdr=peer["mac"], ifindex=idx, state=NUD_PERMANENT)
         self._set_peer_routes()
@@ -165,7 +205,7 @@ class Host:
 
     def _set_peer_routes(self) -> None:
         ipr = _ipr(self.ns)
-        peer = ADDRS[SERVER if self.name == CLIENT else CLIENT]
+        peer = self.peer_addrs()
         metrics = {"rto_min": self._rto_min, "lock": settings.RTAX_LOCK_RTO_MIN}
         if self._quickack:
             metrics["quickack"] = 1
@@ -267,6 +307,7 @@ class Topology:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._namespaces: list[Namespace] = []
         self.impairments = None
+        self.subnet = Subnet()
         try:
             # Three threads unshare in parallel.
             c_ns, s_ns, w_ns = (Namespace(n) for n in (CLIENT, SERVER, "wire"))
@@ -389,6 +430,7 @@ class Topology:
         for ns in reversed(self._namespaces):
             errors += ns.close()
         self._namespaces = []
+        self.subnet.release()
         if errors:
             raise TcplabError("clean-up failed:\n  " + "\n  ".join(errors))
 

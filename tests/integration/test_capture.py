@@ -79,7 +79,7 @@ def test_bulk_capture_is_complete_for_a_large_transfer(topology):
     assert conn.lost() == []
     assert max(len(s.payload) for s in conn) <= 128 - 14 - 20 - 20
     offline = Trace.from_pcaps({"client": cap.paths["client"], "server": cap.paths["server"]},
-                               {"client": {"198.18.0.1"}, "server": {"198.18.0.2"}})
+                               {"client": {topology.client.addr(4)}, "server": {topology.server.addr(4)}})
     fields = lambda c: [(s.seq, s.ack, s.flags, s.length, s.options) for s in c.segments]  # noqa: E731
     assert fields(offline.connection(port=5001)) == fields(conn)
 

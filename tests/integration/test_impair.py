@@ -24,7 +24,7 @@ def _burst(topo, n):
     from scapy.layers.l2 import Ether
     out = topo.client.ns.run(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
     out.bind(("eth0", 0))
-    head = Ether(src=topo.client.mac, dst=topo.server.mac) / IP(src="198.18.0.1", dst="198.18.0.2")
+    head = Ether(src=topo.client.mac, dst=topo.server.mac) / IP(src=topo.client.addr(4), dst=topo.server.addr(4))
     for i in range(n):
         out.send(bytes(head / TCP(sport=5555, dport=9, flags="A", seq=i, ack=1)))
     out.close()

@@ -31,9 +31,10 @@ def test_hosts_have_addresses_static_neighbours_and_pinned_settings(topology):
             lo = ipr.get_links(ipr.link_lookup(ifname="lo")[0])[0].get_attr("IFLA_OPERSTATE")
         return neigh, addrs, lo
     neigh, addrs, lo = topology.client.ns.run(facts)
-    assert {"198.18.0.1", "2001:db8::1"} <= addrs
-    assert ("198.18.0.2", "02:00:c6:12:00:02", 0x80) in neigh
-    assert ("2001:db8::2", "02:00:c6:12:00:02", 0x80) in neigh
+    c, srv = topology.client, topology.server
+    assert {c.addr(4), c.addr(6)} <= addrs
+    assert (srv.addr(4), "02:00:c6:12:00:02", 0x80) in neigh
+    assert (srv.addr(6), "02:00:c6:12:00:02", 0x80) in neigh
     assert lo in ("UNKNOWN", "UP")
     for knob in TCP_KNOBS:
         if topology.client.ns.has_sysctl(knob.key):
@@ -80,18 +81,18 @@ def test_no_arp_or_nd_in_a_handshake(topology):
 
 def test_sockets_are_in_their_host(topology):
     s = topology.server.socket()
-    s.bind(("198.18.0.2", 0))  # only exists in the server namespace
+    s.bind((topology.server.addr(4), 0))  # only exists in the server namespace
     try:
-        topology.client.socket().bind(("198.18.0.2", 0))
+        topology.client.socket().bind((topology.server.addr(4), 0))
         raise AssertionError("the client should not own the server's address")
     except OSError as exc:
         assert exc.errno == 99
 
 
 def test_program_runs_inside_the_host_and_is_stopped(topology):
-    prog = topology.server.popen(["nc", "-l", "-s", "198.18.0.2", "-p", "9000"])
+    prog = topology.server.popen(["nc", "-l", "-s", topology.server.addr(4), "-p", "9000"])
     topology.server.wait_listening(9000)
-    c = topology.client.connect(("198.18.0.2", 9000))
+    c = topology.client.connect((topology.server.addr(4), 9000))
     c.send(b"hi\n")
     c.close()
     assert prog.wait(5) == 0
@@ -111,3 +112,18 @@ def test_parallel_topologies_do_not_clash(tmp_path):
             return srv.accept().state()
     with cf.ThreadPoolExecutor(4) as ex:
         assert list(ex.map(one, range(4))) == ["ESTABLISHED"] * 4
+
+
+def test_each_live_topology_has_a_subnet_of_its_own():
+    """Two topologies alive at once never share an address (the state tracepoint tells their
+    sockets apart by address); a closed topology's subnet is free again."""
+    from tcplab import Topology
+    with Topology() as a, Topology() as b:
+        assert a.subnet.index != b.subnet.index
+        assert {a.client.addr(4), a.server.addr(4)}.isdisjoint({b.client.addr(4), b.server.addr(4)})
+        assert {a.client.addr(6), a.server.addr(6)}.isdisjoint({b.client.addr(6), b.server.addr(6)})
+        c = b.client.connect(b.server.listen(port=7000).address)
+        assert c.state() == "ESTABLISHED"
+        taken = b.subnet.index
+    with Topology() as c:
+        assert c.subnet.index <= taken
