@@ -147,6 +147,39 @@ class BothEnds:
 
     flow = connection
 
+    # -- the kernel's state changes, recorded alongside (tcplab.observe.states) ----------
+    _states = None
+    state_changes: list | None = None
+    states_unavailable: str | None = None
+    timewait: frozenset = frozenset()
+    foreign_state_changes = 0
+
+    def _record_states(self) -> None:
+        from ..errors import Unsupported
+        from .states import StateRecorder
+        try:
+            self._states = StateRecorder()
+        except Unsupported as exc:
+            self._states, self.states_unavailable = None, exc.reason
+
+    def _collect_states(self) -> None:
+        """The state changes of this topology's sockets, and which tuples are in TIME_WAIT now
+        (a timewait socket is invisible to the tracepoint)."""
+        rec, self._states = self._states, None
+        if rec is None:
+            return
+        try:
+            addrs = {h.addr(f) for h in self.topo.hosts for f in (4, 6)}
+            self.state_changes = rec.changes(addrs)
+            self.foreign_state_changes = len(rec.events) - len(self.state_changes)  # other sockets of the machine
+            self.timewait = frozenset((tuple(sk.local), tuple(sk.remote)) for h in self.topo.hosts
+                                      for sk in h.tcp_sockets() if sk.state == "TIME_WAIT")
+        finally:
+            rec.close()
+
+    def _attach_states(self, trace) -> None:
+        trace.attach_states(self.state_changes, self.timewait, self.states_unavailable)
+
 
 class Capture(BothEnds):
     """Capture on the client's and the server's ``eth0``.  Use as a context manager::
@@ -188,6 +221,7 @@ class Capture(BothEnds):
         if not ready.wait(self.ready_timeout):
             self._close_sockets()
             raise TcplabError(f"the capture thread did not start within {self.ready_timeout:g} s")
+        self._record_states()
         self.running = True
         return self
 
@@ -240,6 +274,7 @@ class Capture(BothEnds):
             self._sniffer.stop(join=True)
             self.running = False
             self._close_sockets()
+            self._collect_states()
         results = self._sniffer.results or []
         for h in self.topo.hosts:
             self.packets[h.name] = [p for p in results if p.sniffed_on == h.name and not is_marker(p)]
@@ -273,6 +308,9 @@ class Capture(BothEnds):
             self._sniffer.stop(join=True)
             self.running = False
         self._close_sockets()
+        if self._states is not None:
+            self._states.close()
+            self._states = None
 
     # -- results -----------------------------------------------------------------------
     @property
@@ -283,4 +321,5 @@ class Capture(BothEnds):
         if self._trace is None:
             from .trace import Trace
             self._trace = Trace.from_captures(self.packets, self.topo, pcaps=self.paths)
+            self._attach_states(self._trace)
         return self._trace

@@ -166,6 +166,7 @@ class RingCapture(BothEnds):
                               "(try a smaller ring_mb)") from exc
         self._thread = threading.Thread(target=self._reader, name="tcplab-ring", daemon=True)
         self._thread.start()
+        self._record_states()
         self.running = True
         return self
 
@@ -222,6 +223,7 @@ class RingCapture(BothEnds):
             self._stop.set()
             self._thread.join()
             self.running = False
+            self._collect_states()
         dropped = {n: e.dropped for n, e in self._ends.items() if e.dropped}
         self._records = {n: e.records for n, e in self._ends.items()}
         try:
@@ -254,6 +256,9 @@ class RingCapture(BothEnds):
             self._thread.join()
             self.running = False
         self._close_ends()
+        if self._states is not None:
+            self._states.close()
+            self._states = None
 
     # -- results ----------------------------------------------------------------------
     def frames(self, host: str):
@@ -280,6 +285,7 @@ class RingCapture(BothEnds):
                     for seg in segments_from_records(self._records[h.name]):
                         (sent if seg.src in mine else received if seg.dst in mine else []).append(seg)
                 self._trace = Trace.from_segments(sent, received, self.paths)
+                self._attach_states(self._trace)
             finally:
                 if was_enabled:
                     gc.enable()

@@ -124,6 +124,31 @@ class Connection:
         self.isn = {side: syn.get(side, first.get(side)) for side in ("client", "server")}
         self._lost = self._find_lost()
 
+    # -- the kernel's state changes (recorded by a topology's capture) ----------------------
+    _state_changes: list | None = None
+    _timewait: set = set()
+    _states_unavailable: str | None = "no states: this trace was not recorded by a topology's capture"
+
+    def states(self) -> dict[str, list]:
+        """Each side's state changes, as the kernel logged them (``sock:inet_sock_set_state``):
+        ``{"client": [StateChange, ...], "server": [...]}`` in time order.  Raises
+        :class:`~tcplab.Unsupported` where the kernel has no tracing."""
+        if self._state_changes is None:
+            from ..errors import Unsupported
+            raise Unsupported(f"the kernel's state timeline is not available: {self._states_unavailable}")
+        return {side: [e for e in self._state_changes if e.local == (self.client if side == "client" else self.server)]
+                for side in ("client", "server")}
+
+    def state_path(self, side: str, *, textbook: bool = True) -> list[str]:
+        """The states ``side``'s socket went through, e.g. ``["CLOSED", "SYN_SENT", "ESTABLISHED",
+        "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]``.  ``textbook=False``: the kernel's own record,
+        where a close into a timewait socket shows as ``-> CLOSED``."""
+        from .states import textbook_path
+        changes = self.states()[side]
+        if not textbook:
+            return ([changes[0].old] + [c.new for c in changes]) if changes else []
+        return textbook_path(changes, side in self._timewait)
+
     # -- orientation and numbers --------------------------------------------------------
     def side(self, seg: Segment) -> str:
         return "client" if (seg.src, seg.sport) == self.client else "server"
@@ -277,6 +302,19 @@ class Trace:
     def __init__(self, connections: list[Connection], pcaps: dict[str, Path] | None = None):
         self.connections_list = connections
         self.pcaps = dict(pcaps or {})
+        self.state_changes: list | None = None
+        self.states_unavailable: str | None = "states are recorded by a capture of a topology"
+
+    def attach_states(self, changes: list | None, timewait: frozenset, unavailable: str | None) -> None:
+        """The kernel's state changes recorded with the capture (tcplab.observe.states), handed
+        to each connection for its own two sockets."""
+        self.state_changes, self.states_unavailable = changes, unavailable
+        for c in self.connections_list:
+            c._state_changes = None if changes is None else [
+                e for e in changes if (e.local, e.remote) in ((c.client, c.server), (c.server, c.client))]
+            c._timewait = {side for side, (a, b) in (("client", (c.client, c.server)), ("server", (c.server, c.client)))
+                           if (a, b) in timewait}
+            c._states_unavailable = unavailable
 
     @classmethod
     def from_segments(cls, sent: list[Segment], received: list[Segment] | None = None,

@@ -1,0 +1,73 @@
+"""The kernel's state timeline: exact per topology although the tracepoint is machine-wide,
+nothing left in the kernel, and a clear skip where the kernel has no tracing."""
+import os
+import platform
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.needs_root
+HERE = Path(__file__).parent
+
+SAME_PORTS = '''
+import pytest
+
+@pytest.mark.parametrize("n", range(12))
+def test_same_ports_everywhere(hosts, n, record_property):
+    with hosts.capture() as cap:
+        server = hosts.server.listen(port=7788)
+        client = hosts.client.connect(server.address, port=40000)   # the same 4-tuple ports in every lab
+        peer = server.accept()
+        client.close()
+        assert peer.recv_eof() == b""
+        peer.close()
+        hosts.server.wait_state(peer.local, peer.peer, "CLOSED")
+    conn = cap.trace.connection(port=7788)
+    assert conn.state_path("client") == ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]
+    assert conn.state_path("server") == ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+    mine = {hosts.client.addr(4), hosts.server.addr(4), hosts.client.addr(6), hosts.server.addr(6)}
+    assert all(e.local[0] in mine for e in cap.state_changes)
+    # the listener (CLOSED -> LISTEN), the client's 5 changes, the child's 5: nobody else's
+    assert len(cap.state_changes) == 1 + 5 + 5, cap.state_changes
+    record_property("foreign", str(cap.foreign_state_changes))
+'''
+
+
+def test_attribution_is_exact_under_four_workers(tmp_path):
+    """12 labs on 4 xdist workers, every one on ports 40000 -> 7788: each sees exactly its own 10
+    state changes, while the machine-wide tracepoint delivered other labs' changes to it too."""
+    (tmp_path / "test_same.py").write_text(SAME_PORTS)
+    junit = tmp_path / "j.xml"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "4",
+                        f"--junitxml={junit}", "-o", "junit_family=xunit1", str(tmp_path / "test_same.py")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:]
+    foreign = [int(p.get("value")) for p in ET.parse(junit).iter("property") if p.get("name") == "foreign"]
+    assert len(foreign) == 12
+    assert sum(foreign) > 0, "no lab saw another lab's state changes: the test did not run labs at once"
+
+
+def test_recorder_leaves_nothing_in_the_kernel():
+    """perf fds die with their process: no tracefs mount and no tracing instance appear."""
+    before = Path("/proc/self/mountinfo").read_text().count("tracefs")
+    code = ("from tcplab.observe.states import StateRecorder; import os, signal; "
+            "r = StateRecorder(); print(len(r.fds), flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == -9 and int(r.stdout) >= 1
+    assert Path("/proc/self/mountinfo").read_text().count("tracefs") == before
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the seccomp wrapper knows x86_64's syscall numbers")
+def test_without_tracing_a_lab_that_needs_states_skips_with_the_reason(tmp_path):
+    (tmp_path / "test_needs.py").write_text(SAME_PORTS.replace("range(12)", "range(1)"))
+    r = subprocess.run([sys.executable, str(HERE / "nonetns.py"), "--no-perf", sys.executable, "-m", "pytest",
+                        "-rs", "-p", "no:cacheprovider", str(tmp_path / "test_needs.py")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "1 skipped" in r.stdout
+    assert "the kernel's state timeline is not available: perf_event_open on the state tracepoint failed: " \
+           "Operation not permitted" in r.stdout
+    assert "tcplab: state timeline: unavailable" in r.stdout
