@@ -136,6 +136,21 @@ def _disable_offloads(ifname: str) -> None:
                           "merged segments and bad checksums")
 
 
+FILLER_ETHERTYPE = b"\x88\xb5"   # IEEE local experimental: no host answers or counts it
+
+
+def _send_fillers(ifname: str, src_mac: str, dst_mac: str, sizes=(1514, 100)) -> None:
+    """Frames that empty a wire port's token bucket (Topology.cross_next)."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        s.bind((ifname, 0))
+        head = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + FILLER_ETHERTYPE
+        for size in sizes:
+            s.send(head + b"tcplab-cross-next".ljust(size - len(head), b"\0"))
+    finally:
+        s.close()
+
+
 class Host:
     """One end of the link: a namespace with ``eth0``, its addresses, sockets and programs."""
 
@@ -378,6 +393,45 @@ class Topology:
                      peer={"ifname": IFNAME, "address": host.mac, "net_ns_fd": host.ns.fd})
         index = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
         self.wire_ports = {name: index[p] for name, p in WIRE_PORT.items()}
+
+    def cross_next(self) -> None:
+        """Hold the next segment each way for about 20 ms, so that two segments the hosts send at
+        once (two SYNs, two FINs) cross on the wire: each arrives after the other was sent, as in
+        a simultaneous open or close.  Deterministic, with no delay qdisc (sch_netem is missing on
+        some kernels): a token bucket (tbf, 64 kbit/s, bucket 1600 bytes) on each wire port is
+        emptied by two filler frames (1514 and 100 bytes, EtherType 0x88b5, which no host
+        answers); the second waits in the queue, and so does whatever is sent next.  Segments
+        after the first few flow at 64 kbit/s: use it for handshakes and closes, not data."""
+        if not getattr(self, "_tbf", False):
+            def add():
+                i = _ipr(self.wire)
+                for idx in self.wire_ports.values():
+                    i.tc("add", "tbf", idx, 0x10000, rate="64kbit", burst=1600, limit=100000)
+            try:
+                self.wire.run(add)
+            except Exception as exc:  # sch_tbf missing (a kernel built without it)
+                from ..errors import Unsupported
+                raise Unsupported(f"the kernel refused a tbf qdisc ({exc}): cross_next() needs sch_tbf") from None
+            self._tbf = True
+        # Fill each port's queue: send filler frames until one waits in the queue.  The bucket's
+        # level depends on how long the port was idle, and it refills while this runs, so it is
+        # checked, not assumed; a second round sends a full-size frame, which then waits up to
+        # 0.2 s (and so does the next segment).
+        sizes = {h.name: (1514, 100) for h in self.hosts}
+        for _ in range(50):
+            for h in self.hosts:
+                if sizes[h.name]:
+                    h.ns.run(_send_fillers, h.ifname, h.mac, h.peer.mac, sizes[h.name])
+            queued = self.wire.run(self._tbf_queues)
+            # the client's frames leave through the server's port, and the other way round
+            sizes = {h.name: () if queued[self.wire_ports[h.peer.name]] else (1514,) for h in self.hosts}
+            if not any(sizes.values()):
+                return
+        raise TcplabError("cross_next: the wire's token buckets never queued a filler frame")
+
+    def _tbf_queues(self) -> dict[int, int]:
+        return {m["index"]: m.get_attr("TCA_STATS2").get_attr("TCA_STATS_QUEUE")["qlen"]
+                for m in _ipr(self.wire).get_qdiscs() if m.get_attr("TCA_KIND") == "tbf"}
 
     def impair(self, *, c2s=None, s2c=None, both=None, drops=(), backend: str | None = None,
                seed: int | None = None):

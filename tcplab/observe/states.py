@@ -23,6 +23,11 @@ How, and why this way:
   not log; the child socket appears when the handshake's ACK arrives, as ``LISTEN -> SYN_RECV ->
   ESTABLISHED``.  :func:`textbook_path` maps these to the textbook's names, with the reason.
 
+A record with a gap is never passed off as a sequence: :meth:`Connection.states` raises
+CaptureIncomplete naming the gap (changes made while processing a segment released by a qdisc
+timer, as with ``Topology.cross_next()``, are sometimes not delivered; labs that delay segments
+read states by polling sock_diag instead, see ``tcplab.lab.diag.StatePoller``).
+
 Where the kernel has no tracing (a container without perf events), :func:`open_recorder`
 raises :class:`~tcplab.Unsupported` with the reason; labs that need the exact sequence skip, and
 state checks fall back to polling sock_diag.
@@ -210,6 +215,19 @@ class StateRecorder:
         for fd in self.fds:
             os.close(fd)
         self.maps, self.fds = [], []
+
+
+def gaps(changes: list[StateChange]) -> list[str]:
+    """Where one socket's record breaks (a change that does not start where the previous one
+    ended): the kernel did not deliver every change.  Measured: changes made while processing
+    a segment that a qdisc timer released (tbf, netem delay) are sometimes missing."""
+    out, last = [], {}
+    for c in changes:
+        prev = last.get(c.sk)
+        if prev is not None and prev.new != c.old:
+            out.append(f"{prev} then {c} ({c.local[0]}:{c.local[1]})")
+        last[c.sk] = c
+    return out
 
 
 def textbook_path(changes: list[StateChange], timewait: bool) -> list[str]:

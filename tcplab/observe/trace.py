@@ -136,8 +136,15 @@ class Connection:
         if self._state_changes is None:
             from ..errors import Unsupported
             raise Unsupported(f"the kernel's state timeline is not available: {self._states_unavailable}")
-        return {side: [e for e in self._state_changes if e.local == (self.client if side == "client" else self.server)]
-                for side in ("client", "server")}
+        out = {side: [e for e in self._state_changes if e.local == (self.client if side == "client" else self.server)]
+               for side in ("client", "server")}
+        from .states import gaps
+        broken = gaps(out["client"]) + gaps(out["server"])
+        if broken:
+            from ..errors import CaptureIncomplete
+            raise CaptureIncomplete("the kernel's record of state changes has gaps, so no sequence is given: "
+                                    + "; ".join(broken))
+        return out
 
     def state_path(self, side: str, *, textbook: bool = True) -> list[str]:
         """The states ``side``'s socket went through, e.g. ``["CLOSED", "SYN_SENT", "ESTABLISHED",
