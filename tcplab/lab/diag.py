@@ -97,3 +97,52 @@ def wait_listening(host, port: int, family: int, timeout: float, program=None) -
                    for s in host.tcp_sockets())
     until(check, timeout, f"a listener on {host.name} port {port} (IPv{family})"
           + (f" from {' '.join(program.argv)}" if program is not None else ""))
+
+
+class StatePoller:
+    """The states of chosen connections, sampled from sock_diag as fast as the host's namespace
+    thread answers (a dump takes well under a millisecond), until :meth:`stop`.
+
+    The fallback where the kernel's state tracepoint cannot be used (no tracing, or segments
+    released by a qdisc timer, whose state changes the tracepoint may not deliver).  It sees a
+    state only if it lasts longer than one dump: labs use it where each state is held open by
+    the wire (``Topology.cross_next()`` holds every segment for milliseconds).  A timewait socket
+    is seen as TIME_WAIT, and a socket that is gone as CLOSED.
+
+    ``conns``: ``{name: (host, local, remote)}``; :attr:`seen` maps each name to its states in order.
+    """
+
+    def __init__(self, conns: dict):
+        import threading
+        self.conns = {k: (h, _norm(tuple(l)), _norm(tuple(r))) for k, (h, l, r) in conns.items()}
+        self.seen: dict[str, list[str]] = {k: [] for k in conns}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tcplab-state-poller", daemon=True)
+        self._error: BaseException | None = None
+        self._sample()
+        self._thread.start()
+
+    def _sample(self) -> None:
+        by_host: dict[int, list] = {}
+        for name, (host, local, remote) in self.conns.items():
+            socks = by_host.get(id(host))
+            if socks is None:
+                socks = by_host[id(host)] = host.tcp_sockets()
+            st = state_of(socks, local, remote)
+            if not self.seen[name] or self.seen[name][-1] != st:
+                self.seen[name].append(st)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._sample()
+        except BaseException as exc:  # re-raised by stop()
+            self._error = exc
+
+    def stop(self) -> dict[str, list[str]]:
+        self._stop.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self._sample()
+        return self.seen

@@ -395,18 +395,19 @@ class Topology:
         self.wire_ports = {name: index[p] for name, p in WIRE_PORT.items()}
 
     def cross_next(self) -> None:
-        """Hold the next segment each way for about 20 ms, so that two segments the hosts send at
+        """Hold the next segment each way for about 0.1 s, so that two segments the hosts send at
         once (two SYNs, two FINs) cross on the wire: each arrives after the other was sent, as in
         a simultaneous open or close.  Deterministic, with no delay qdisc (sch_netem is missing on
-        some kernels): a token bucket (tbf, 64 kbit/s, bucket 1600 bytes) on each wire port is
-        emptied by two filler frames (1514 and 100 bytes, EtherType 0x88b5, which no host
-        answers); the second waits in the queue, and so does whatever is sent next.  Segments
-        after the first few flow at 64 kbit/s: use it for handshakes and closes, not data."""
+        some kernels): a token bucket (tbf, 16 kbit/s, bucket 1600 bytes) on each wire port is
+        emptied by filler frames (1514 and 300 bytes, EtherType 0x88b5, which no host answers);
+        the last waits in the queue, and so does whatever is sent next.  Every later segment
+        also waits its turn (a 66-byte ACK: 33 ms), so each state lasts long enough to be polled.
+        Use it for handshakes and closes, not data."""
         if not getattr(self, "_tbf", False):
             def add():
                 i = _ipr(self.wire)
                 for idx in self.wire_ports.values():
-                    i.tc("add", "tbf", idx, 0x10000, rate="64kbit", burst=1600, limit=100000)
+                    i.tc("add", "tbf", idx, 0x10000, rate="16kbit", burst=1600, limit=100000)
             try:
                 self.wire.run(add)
             except Exception as exc:  # sch_tbf missing (a kernel built without it)
@@ -416,8 +417,8 @@ class Topology:
         # Fill each port's queue: send filler frames until one waits in the queue.  The bucket's
         # level depends on how long the port was idle, and it refills while this runs, so it is
         # checked, not assumed; a second round sends a full-size frame, which then waits up to
-        # 0.2 s (and so does the next segment).
-        sizes = {h.name: (1514, 100) for h in self.hosts}
+        # 0.8 s (and so does the next segment).
+        sizes = {h.name: (1514, 300) for h in self.hosts}
         for _ in range(50):
             for h in self.hosts:
                 if sizes[h.name]:
