@@ -119,6 +119,9 @@ class StatePoller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tcplab-state-poller", daemon=True)
         self._error: BaseException | None = None
+        for host, _, _ in self.conns.values():   # the lab's report lists what its pollers saw
+            if self not in host.topo.pollers:
+                host.topo.pollers.append(self)
         self._sample()
         self._thread.start()
 

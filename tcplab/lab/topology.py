@@ -318,6 +318,7 @@ class Topology:
         #: seed for random impairments (None: a fresh one per impair() call, recorded there)
         self.seed = seed
         self.captures: list = []
+        self.pollers: list = []        # StatePoller objects started on this topology's hosts
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="tcplab-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._namespaces: list[Namespace] = []

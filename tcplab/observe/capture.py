@@ -151,7 +151,7 @@ class BothEnds:
     _states = None
     state_changes: list | None = None
     states_unavailable: str | None = None
-    timewait: frozenset = frozenset()
+    timewait: dict = {}
     foreign_state_changes = 0
 
     def _record_states(self) -> None:
@@ -172,8 +172,10 @@ class BothEnds:
             addrs = {h.addr(f) for h in self.topo.hosts for f in (4, 6)}
             self.state_changes = rec.changes(addrs)
             self.foreign_state_changes = len(rec.events) - len(self.state_changes)  # other sockets of the machine
-            self.timewait = frozenset((tuple(sk.local), tuple(sk.remote)) for h in self.topo.hosts
-                                      for sk in h.tcp_sockets() if sk.state == "TIME_WAIT")
+            # what each tuple's socket is now, for the sockets that live on as timewait sockets
+            # (TIME_WAIT, or an orphan's FIN_WAIT_2): {(local, remote): state}
+            self.timewait = {(tuple(sk.local), tuple(sk.remote)): sk.state for h in self.topo.hosts
+                             for sk in h.tcp_sockets() if sk.state in ("TIME_WAIT", "FIN_WAIT_2")}
         finally:
             rec.close()
 

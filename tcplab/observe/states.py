@@ -230,16 +230,20 @@ def gaps(changes: list[StateChange]) -> list[str]:
     return out
 
 
-def textbook_path(changes: list[StateChange], timewait: bool) -> list[str]:
-    """The states one socket went through, in the textbook's words: the request-socket phase of a
-    passive open shows as SYN_RECV, and a close into a timewait socket as TIME_WAIT (``timewait``:
-    sock_diag saw the timewait socket of this tuple)."""
+def textbook_path(changes: list[StateChange], lingering: str | None = None) -> list[str]:
+    """The states one socket went through, in the textbook's words.  ``lingering``: the state
+    sock_diag shows for the tuple now, if a timewait socket holds it: then the kernel's last
+    ``-> CLOSED`` (the full socket giving way) is ``-> TIME_WAIT``, or, for an orphan's
+    ``FIN_WAIT_2`` timewait socket, no change at all (the connection is still in FIN_WAIT_2)."""
     if not changes:
         return []
     path = [changes[0].old]
-    for c in changes:
+    for i, c in enumerate(changes):
         new = c.new
-        if new == "CLOSED" and timewait and c.old in ("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING"):
+        last = i == len(changes) - 1
+        if last and new == "CLOSED" and lingering == "TIME_WAIT" and c.old in ("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING"):
             new = "TIME_WAIT"
+        elif last and new == "CLOSED" and lingering == "FIN_WAIT_2" and c.old == "FIN_WAIT_2":
+            continue
         path.append(new)
     return path

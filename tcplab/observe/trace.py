@@ -126,7 +126,7 @@ class Connection:
 
     # -- the kernel's state changes (recorded by a topology's capture) ----------------------
     _state_changes: list | None = None
-    _timewait: set = set()
+    _timewait: dict = {}
     _states_unavailable: str | None = "no states: this trace was not recorded by a topology's capture"
 
     def states(self) -> dict[str, list]:
@@ -154,7 +154,7 @@ class Connection:
         changes = self.states()[side]
         if not textbook:
             return ([changes[0].old] + [c.new for c in changes]) if changes else []
-        return textbook_path(changes, side in self._timewait)
+        return textbook_path(changes, self._timewait.get(side))
 
     # -- orientation and numbers --------------------------------------------------------
     def side(self, seg: Segment) -> str:
@@ -312,15 +312,16 @@ class Trace:
         self.state_changes: list | None = None
         self.states_unavailable: str | None = "states are recorded by a capture of a topology"
 
-    def attach_states(self, changes: list | None, timewait: frozenset, unavailable: str | None) -> None:
+    def attach_states(self, changes: list | None, timewait: dict, unavailable: str | None) -> None:
         """The kernel's state changes recorded with the capture (tcplab.observe.states), handed
         to each connection for its own two sockets."""
         self.state_changes, self.states_unavailable = changes, unavailable
         for c in self.connections_list:
             c._state_changes = None if changes is None else [
                 e for e in changes if (e.local, e.remote) in ((c.client, c.server), (c.server, c.client))]
-            c._timewait = {side for side, (a, b) in (("client", (c.client, c.server)), ("server", (c.server, c.client)))
-                           if (a, b) in timewait}
+            c._timewait = {side: timewait[pair] for side, pair in (("client", (c.client, c.server)),
+                                                                   ("server", (c.server, c.client)))
+                           if pair in (timewait or {})}
             c._states_unavailable = unavailable
 
     @classmethod
