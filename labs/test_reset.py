@@ -6,9 +6,11 @@ sends RST instead of FIN and skips TIME_WAIT entirely.
 """
 import pytest
 
+from tcplab import Unsupported
+
 
 @pytest.mark.lab("R2", points=3)
-def test_syn_to_closed_port_gets_rst(hosts, family):
+def test_syn_to_closed_port_gets_rst(hosts, family, record_property):
     with hosts.capture() as cap:
         with pytest.raises(ConnectionRefusedError):
             hosts.client.connect((hosts.server.addr(family), 9), timeout=5)
@@ -19,6 +21,12 @@ def test_syn_to_closed_port_gets_rst(hosts, family):
     """)
     rst = conn.segments[1]
     assert rst.seq == 0 and rst.win == 0
+    try:
+        path = conn.state_path("client")
+    except Unsupported:      # no state timeline here: the segments alone make this lab
+        return
+    assert path == ["CLOSED", "SYN_SENT", "CLOSED"]
+    record_property("shows", "SYN_SENT>CLOSED on RST")
 
 
 @pytest.mark.lab("R2", points=3)

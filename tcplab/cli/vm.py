@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES = ("veth", "bridge", "sch_netem", "nf_tables", "nft_numgen", "nft_meta_bridge", "inet_diag",
+MODULES = ("veth", "bridge", "sch_netem", "sch_tbf", "nf_tables", "nft_numgen", "nft_meta_bridge", "inet_diag",
            "tcp_diag", "virtio_pci", "9pnet_virtio", "9p")
 NETEM_SELECTION = ("tests/integration/test_impair.py", "labs/test_loss.py", "labs/test_handshake.py",
-                   "labs/test_close.py")
+                   "labs/test_close.py", "labs/test_states.py")
 
 # {scratch}: a tmpfs in the guest for temporary files and the results share.  It is mounted over
 # a directory of the (read-only) host root that holds neither the checkout nor its interpreter.
@@ -293,7 +293,7 @@ def main(argv: list[str]) -> int:
     extra = [x for x in a.pytest_args if x != "--"]
     env: dict[str, str] = {}
     if a.netem:
-        env.update(TCPLAB_BACKEND="netem", TCPLAB_STRICT="1")
+        env.update(TCPLAB_BACKEND="netem", TCPLAB_STRICT="1", TCPLAB_SLOW="1")   # slow: TIME_WAIT's 60 s
         extra = extra or [*NETEM_SELECTION, "-n", "2", "-q"]
     if not extra:
         ap.error("give pytest arguments after --, e.g.  python -m tcplab vm -- labs/test_loss.py -q  (or --netem)")

@@ -431,6 +431,12 @@ class Topology:
                 return
         raise TcplabError("cross_next: the wire's token buckets never queued a filler frame")
 
+    def held(self) -> int:
+        """How many frames the wire holds back right now (after :meth:`cross_next`; else 0)."""
+        if not getattr(self, "_tbf", False):
+            return 0
+        return sum(self.wire.run(self._tbf_queues).values())
+
     def _tbf_queues(self) -> dict[int, int]:
         return {m["index"]: m.get_attr("TCA_STATS2").get_attr("TCA_STATS_QUEUE")["qlen"]
                 for m in _ipr(self.wire).get_qdiscs() if m.get_attr("TCA_KIND") == "tbf"}

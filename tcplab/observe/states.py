@@ -21,7 +21,8 @@ How, and why this way:
   socket and the tracepoint logs ``FIN_WAIT_2 -> CLOSED`` (or ``CLOSING``/``FIN_WAIT_1 ->
   CLOSED``).  A half-open connection is a request socket (NEW_SYN_RECV) that the tracepoint does
   not log; the child socket appears when the handshake's ACK arrives, as ``LISTEN -> SYN_RECV ->
-  ESTABLISHED``.  :func:`textbook_path` maps these to the textbook's names, with the reason.
+  ESTABLISHED`` (6.18; Linux 6.1 logs only ``SYN_RECV -> ESTABLISHED``, and the textbook path
+  starts it from LISTEN all the same).  :func:`textbook_path` maps these to the textbook's names, with the reason.
 
 A record with a gap is never passed off as a sequence: :meth:`Connection.states` raises
 CaptureIncomplete naming the gap (changes made while processing a segment released by a qdisc
@@ -237,7 +238,10 @@ def textbook_path(changes: list[StateChange], lingering: str | None = None) -> l
     ``FIN_WAIT_2`` timewait socket, no change at all (the connection is still in FIN_WAIT_2)."""
     if not changes:
         return []
-    path = [changes[0].old]
+    # A child of a listener is born in SYN_RECV.  Linux 6.18 logs that as LISTEN -> SYN_RECV;
+    # 6.1 logs nothing until SYN_RECV -> ESTABLISHED.  Either way it came from LISTEN.
+    path = ["LISTEN"] if changes[0].old == "SYN_RECV" else []
+    path.append(changes[0].old)
     for i, c in enumerate(changes):
         new = c.new
         last = i == len(changes) - 1

@@ -1,0 +1,205 @@
+"""RFC 9293's TCP state diagram (section 3.3.2, Figure 5), drawn from what labs observed.
+
+Every transition of the figure, plus the resets the RFC's text describes, is a row of
+:data:`TRANSITIONS`.  A lab shows a transition when its JUnit XML lists it: the plugin records
+``transitions`` (``A>B``, from the kernel's state record and sock_diag pollers) and labs add
+``shows`` (``A>B`` or ``A>B on RST``) for what those cannot see (a listener closing, a request
+socket dropped, a reset).  :func:`diagram_svg` colours each arrow by where it was observed;
+:func:`table_md` lists every row with its labs and results.  Transitions that Linux or the
+sockets API cannot produce carry the reason instead of a lab.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Transition:
+    src: str
+    dst: str
+    event: str
+    rst: bool = False                 # caused by receiving a RST (RFC text, not the figure)
+    impossible: str | None = None     # why no lab can produce it on Linux / with sockets
+
+    @property
+    def key(self) -> str:
+        return f"{self.src}>{self.dst}" + (" on RST" if self.rst else "")
+
+
+TRANSITIONS = [
+    Transition("CLOSED", "LISTEN", "passive OPEN: listen()"),
+    Transition("CLOSED", "SYN_SENT", "active OPEN: connect(), snd SYN"),
+    Transition("LISTEN", "SYN_RECV", "rcv SYN, snd SYN-ACK"),
+    Transition("LISTEN", "SYN_SENT", "SEND, snd SYN", impossible=(
+        "the sockets API has no SEND on a listening socket: connect() on it fails with EISCONN and "
+        "send() with EPIPE (labs/test_states.py::test_a_listener_cannot_start_a_connection)")),
+    Transition("LISTEN", "CLOSED", "CLOSE: close() the listener"),
+    Transition("SYN_SENT", "SYN_RECV", "rcv SYN, snd SYN-ACK (simultaneous open)"),
+    Transition("SYN_SENT", "ESTABLISHED", "rcv SYN-ACK, snd ACK"),
+    Transition("SYN_SENT", "CLOSED", "CLOSE, or the SYN retries run out"),
+    Transition("SYN_RECV", "ESTABLISHED", "rcv ACK of SYN"),
+    Transition("SYN_RECV", "FIN_WAIT_1", "CLOSE, snd FIN"),
+    Transition("SYN_RECV", "LISTEN", "rcv RST (passive open)", rst=True),
+    Transition("ESTABLISHED", "FIN_WAIT_1", "CLOSE, snd FIN"),
+    Transition("ESTABLISHED", "CLOSE_WAIT", "rcv FIN, snd ACK"),
+    Transition("FIN_WAIT_1", "FIN_WAIT_2", "rcv ACK of FIN"),
+    Transition("FIN_WAIT_1", "CLOSING", "rcv FIN, snd ACK"),
+    Transition("FIN_WAIT_1", "TIME_WAIT", "rcv FIN and ACK of FIN, snd ACK"),
+    Transition("FIN_WAIT_2", "TIME_WAIT", "rcv FIN, snd ACK"),
+    Transition("CLOSING", "TIME_WAIT", "rcv ACK of FIN"),
+    Transition("TIME_WAIT", "CLOSED", "timeout 2MSL (Linux: 60 s)"),
+    Transition("CLOSE_WAIT", "LAST_ACK", "CLOSE, snd FIN"),
+    Transition("LAST_ACK", "CLOSED", "rcv ACK of FIN"),
+] + [Transition(s, "CLOSED", "rcv RST", rst=True)
+     for s in ("SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING", "LAST_ACK")]
+
+#: box centres of the picture, laid out like the RFC's figure
+POS = {"CLOSED": (430, 60), "LISTEN": (430, 160), "SYN_RECV": (170, 270), "SYN_SENT": (690, 270),
+       "ESTABLISHED": (430, 380), "FIN_WAIT_1": (170, 500), "CLOSE_WAIT": (690, 500), "CLOSING": (430, 600),
+       "FIN_WAIT_2": (170, 700), "LAST_ACK": (690, 700), "TIME_WAIT": (430, 800), "CLOSED ": (690, 880)}
+BOX_W, BOX_H = 150, 36
+COLOURS = {"here": "#1b7f3b", "vm": "#1f5fbf", "none": "#999999", "impossible": "#b00020"}
+
+
+def observed(junit: Path) -> dict[str, list[tuple[str, str]]]:
+    """``key -> [(lab, outcome)]`` from one run's JUnit XML."""
+    out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        props = [(p.get("name"), p.get("value") or "") for p in case.iter("property")]
+        outcome = "pass"
+        if case.find("failure") is not None or case.find("error") is not None:
+            outcome = "FAIL"
+        elif case.find("skipped") is not None:
+            continue
+        lab = f"{case.get('classname', '').split('.')[-1]}::{case.get('name')}"
+        keys = set()
+        for name, value in props:
+            if name == "transitions":
+                keys.update(value.split())
+            elif name == "shows":
+                keys.update(k.strip() for k in value.split(";") if k.strip())
+        for k in keys:
+            out[k].append((lab, outcome))
+    return out
+
+
+def _status(t: Transition, here: dict, vm: dict | None) -> str:
+    if t.impossible:
+        return "impossible"
+    if any(o == "pass" for _, o in here.get(t.key, [])):
+        return "here"
+    if vm is not None and any(o == "pass" for _, o in vm.get(t.key, [])):
+        return "vm"
+    return "none"
+
+
+def _labs(t: Transition, res: dict) -> list[str]:
+    return sorted({lab.split("::")[-1].split("[")[0] for lab, o in res.get(t.key, []) if o == "pass"})
+
+
+def _edge(a: tuple, b: tuple) -> tuple[tuple, tuple]:
+    """Where the line from box a's centre to box b's centre leaves a and enters b."""
+    (x1, y1), (x2, y2) = a, b
+    dx, dy = x2 - x1, y2 - y1
+
+    def clip(dx, dy):
+        sx = (BOX_W / 2) / abs(dx) if dx else float("inf")
+        sy = (BOX_H / 2 + 4) / abs(dy) if dy else float("inf")
+        return min(sx, sy)
+    s = clip(dx, dy)
+    return (x1 + dx * s, y1 + dy * s), (x2 - dx * s, y2 - dy * s)
+
+
+def diagram_svg(here: dict, vm: dict | None = None, *, kernel: str = "this kernel",
+                vm_label: str = "Debian 6.1 (VM)") -> str:
+    width, height = 1180, 960
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           'font-family="DejaVu Sans, sans-serif" font-size="12">',
+           '<defs>' + "".join(
+               f'<marker id="ah-{k}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+               f'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
+               for k, c in COLOURS.items()) + '</defs>',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           '<text x="20" y="28" font-size="17" font-weight="bold">TCP states and transitions (RFC 9293, Figure 5) '
+           'observed on real kernels</text>']
+    drawn = [t for t in TRANSITIONS if not (t.rst and t.dst == "CLOSED")]
+    pairs = {(t.src, t.dst) for t in drawn}
+    for t in drawn:
+        st = _status(t, here, vm)
+        a = POS[t.src]
+        b = POS["CLOSED " if t.dst == "CLOSED" and t.src in ("TIME_WAIT", "LAST_ACK") else t.dst]
+        (x1, y1), (x2, y2) = _edge(a, b)
+        # two arrows between the same boxes (SYN_RECV <-> LISTEN) are drawn apart
+        off = 10 if (t.dst, t.src) in pairs else 0
+        if off:
+            nx, ny = -(y2 - y1), (x2 - x1)
+            n = max((nx * nx + ny * ny) ** 0.5, 1)
+            x1, y1, x2, y2 = x1 + off * nx / n, y1 + off * ny / n, x2 + off * nx / n, y2 + off * ny / n
+        dash = {"none": ' stroke-dasharray="6,4"', "impossible": ' stroke-dasharray="2,4"'}.get(st, "")
+        out.append(f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="{COLOURS[st]}" '
+                   f'stroke-width="{2.2 if st in ("here", "vm") else 1.4}"{dash} marker-end="url(#ah-{st})" '
+                   f'class="tr tr-{st}" data-transition="{escape(t.key)}"/>')
+        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+        labs = _labs(t, here) or (_labs(t, vm) if vm else [])
+        lines = [t.event] + ([f"impossible on Linux"] if st == "impossible" else [labs[0]] if labs else [])
+        anchor = "start" if x2 >= x1 else "end"
+        dx = 6 if anchor == "start" else -6
+        if abs(x2 - x1) < 5:
+            anchor, dx = "start", 6
+        for i, text in enumerate(lines):
+            style = ' font-style="italic"' if i else ""
+            out.append(f'<text x="{mx + dx:.0f}" y="{my - 4 + i * 13:.0f}" text-anchor="{anchor}" '
+                       f'fill="{COLOURS[st]}"{style} font-size="{11 if i else 11.5}">{escape(text)}</text>')
+    for name, (x, y) in POS.items():
+        out.append(f'<rect x="{x - BOX_W / 2}" y="{y - BOX_H / 2}" width="{BOX_W}" height="{BOX_H}" rx="8" '
+                   'fill="#f4f6fb" stroke="#1f3b73" stroke-width="1.5"/>')
+        out.append(f'<text x="{x}" y="{y + 5}" text-anchor="middle" font-weight="bold">{escape(name.strip())}</text>')
+    # the resets: one row each, at the right
+    x0, y0 = 860, 150
+    out.append(f'<text x="{x0}" y="{y0}" font-weight="bold">rcv RST: every synchronized state -&gt; CLOSED</text>')
+    for i, t in enumerate(t for t in TRANSITIONS if t.rst and t.dst == "CLOSED"):
+        st = _status(t, here, vm)
+        y = y0 + 24 + i * 22
+        dash = ' stroke-dasharray="6,4"' if st == "none" else ""
+        out.append(f'<line x1="{x0}" y1="{y - 4}" x2="{x0 + 34}" y2="{y - 4}" stroke="{COLOURS[st]}" stroke-width="2"'
+                   f'{dash} marker-end="url(#ah-{st})" class="tr tr-{st}" data-transition="{escape(t.key)}"/>')
+        labs = _labs(t, here) or (_labs(t, vm) if vm else [])
+        out.append(f'<text x="{x0 + 42}" y="{y}" fill="{COLOURS[st]}">{escape(t.src)}'
+                   f'{" (" + escape(labs[0]) + ")" if labs else ""}</text>')
+    # legend
+    ly = 380
+    out.append(f'<text x="{x0}" y="{ly}" font-weight="bold">legend</text>')
+    for i, (k, text) in enumerate((("here", f"observed on {kernel}"), ("vm", f"observed only on {vm_label}"),
+                                   ("none", "not observed by any lab"), ("impossible", "cannot happen on Linux"))):
+        y = ly + 22 + i * 20
+        dash = {"none": ' stroke-dasharray="6,4"', "impossible": ' stroke-dasharray="2,4"'}.get(k, "")
+        out.append(f'<line x1="{x0}" y1="{y - 4}" x2="{x0 + 34}" y2="{y - 4}" stroke="{COLOURS[k]}" stroke-width="2"{dash}/>')
+        out.append(f'<text x="{x0 + 42}" y="{y}">{escape(text)}</text>')
+    out.append(f'<text x="{x0}" y="{ly + 120}" fill="#555">Labels: the event, then a lab that shows it.</text>')
+    out.append(f'<text x="{x0}" y="{ly + 136}" fill="#555">Table and reasons: docs/states.md</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def table_md(here: dict, vm: dict | None = None, *, vm_label: str = "Debian 6.1 (VM)") -> str:
+    head = "| transition | event | labs | this kernel |" + (f" {vm_label} |" if vm is not None else "")
+    lines = [head, "|---" * (4 + (vm is not None)) + "|"]
+
+    def verdict(res, t):
+        got = res.get(t.key, [])
+        p = sum(o == "pass" for _, o in got)
+        f = sum(o == "FAIL" for _, o in got)
+        return ("-" if not got else f"{p} pass" + (f", **{f} FAIL**" if f else ""))
+    for t in TRANSITIONS:
+        arrow = f"{t.src} -> {t.dst}"
+        if t.impossible:
+            lines.append(f"| {arrow} | {t.event} | impossible: {t.impossible} | - |" + (" - |" if vm is not None else ""))
+            continue
+        labs = sorted(set(_labs(t, here)) | (set(_labs(t, vm)) if vm else set()))
+        lines.append(f"| {arrow} | {t.event} | {'<br>'.join(labs) or '**none**'} | {verdict(here, t)} |"
+                     + (f" {verdict(vm, t)} |" if vm is not None else ""))
+    return "\n".join(lines)
