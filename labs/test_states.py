@@ -24,9 +24,7 @@ import time
 
 import pytest
 
-from tcplab import Drop, until
-from tcplab.lab.diag import StatePoller
-from tcplab.lab.sockets import Conn
+from tcplab import Conn, Drop, StatePoller, until
 
 PORT = 7788
 

@@ -22,7 +22,9 @@ import sys as _sys
 from .grading import Assignment, Limits, Sandbox, Score
 from .errors import (CaptureIncomplete, ConfigError, ExpectationFailed, TcplabError, Unsupported,
                      WaitTimeout)
+from .lab.diag import StatePoller
 from .lab.impair import Drop, Netem
+from .lab.sockets import Conn
 from .lab.topology import Topology
 from .observe.capture import Capture
 from .observe.expect import Expectation
@@ -32,7 +34,7 @@ from .wait import until
 
 __all__ = ["Topology", "Drop", "Netem", "Capture", "RingCapture", "Trace", "Connection", "Segment",
            "Expectation", "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete",
-           "WaitTimeout", "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score"]
+           "WaitTimeout", "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "Conn"]
 __version__ = "0.1.0"
 
 # The modules' old flat paths (``from tcplab.impair import Drop`` in labs written for 0.1) keep

@@ -264,7 +264,16 @@ class Connection:
         left = f"client {_endpoint(*self.client, self.family)}"
         right = f"server {_endpoint(*self.server, self.family)}"
         rows = [f"{'':13}{left:<{w + 10}}{right}"]
+        marks = self.state_marks()
+
+        def state_row(upto: float | None) -> None:
+            """The state changes up to ``upto`` (None: all that are left), one row per change."""
+            while marks and (upto is None or marks[0][0] <= upto):
+                _, side, state = marks.pop(0)
+                text = f"[{state}]"
+                rows.append(f"{'':14}{text}" if side == "client" else f"{'':14}{text:>{w + 13}}")
         for i, (s, lab) in enumerate(zip(self.segments, labels)):
+            state_row(s.time)
             lost = self.is_lost(i)
             if self.side(s) == "client":
                 arrow = f"|---- {lab:<{w}} " + ("--x  |" if lost else "---->|")
@@ -279,9 +288,27 @@ class Connection:
             if extra:
                 row += "  << " + "; ".join(extra)
             rows.append(row)
+        state_row(None)
         if missing:
             rows.append(f"{'':13}{'(no more segments)':<{w + 12}}  << {missing}")
         return "\n".join(rows)
+
+    def state_marks(self) -> list[tuple[float, str, str]]:
+        """``(time, side, state)`` for each side's state changes in textbook words (the first at
+        -inf: the state before the exchange), for the ladders; empty where the kernel's record is
+        not available or has gaps."""
+        try:
+            states = self.states()
+        except TcplabError:
+            return []
+        out = []
+        for side, changes in states.items():
+            if not changes:
+                continue
+            path = self.state_path(side)
+            times = [float("-inf")] * (len(path) - len(changes)) + [c.time for c in changes]
+            out += [(t, side, st) for t, st in zip(times, path)]
+        return sorted(out, key=lambda m: (m[0], m[1]))
 
     def pcap_note(self) -> str:
         return "capture: " + ", ".join(str(p) for p in self.pcaps.values()) if self.pcaps else "capture: (none saved)"

@@ -24,10 +24,14 @@ def ladder_svg(conn, notes: dict[int, str] | None = None, missing: str | None = 
     """SVG text for ``conn`` (a :class:`tcplab.Connection`)."""
     notes = notes or {}
     segs = conn.segments
-    rows = len(segs) + (1 if missing else 0)
+    rows = len(segs) + (1 if missing else 0) + 1
+    marks = _state_labels(conn)
+    top = TOP + (24 if marks else 0)
+    shift = 90 if marks else 0             # room for the states left of the client's time line
+    left_x, right_x, note_x = LEFT_X + shift, RIGHT_X + shift, NOTE_X + shift + (150 if marks else 0)
     note_w = max([len(t) for t in notes.values()] + [len(missing or "")] + [0]) * 7.2
-    width = int(max(NOTE_X + note_w + 20, 800))
-    height = TOP + rows * ROW + 40
+    width = int(max(note_x + note_w + 20, 800 + shift))
+    height = top + rows * ROW + 40
     t0 = segs[0].time if segs else 0.0
     family = conn.family
     client = f"client {_ep(conn.client, family)}"
@@ -42,15 +46,16 @@ def ladder_svg(conn, notes: dict[int, str] | None = None, missing: str | None = 
     if title:
         out.append(f'<text x="10" y="18" font-weight="bold">{escape(title)}</text>')
     bottom = height - 20
-    for x, label in ((LEFT_X, client), (RIGHT_X, server)):
-        out.append(f'<text x="{x}" y="{TOP - 26}" text-anchor="middle" font-weight="bold">{escape(label)}</text>')
-        out.append(f'<line x1="{x}" y1="{TOP - 16}" x2="{x}" y2="{bottom}" stroke="#333" stroke-width="2"/>')
-    out.append(f'<text x="10" y="{TOP - 26}" fill="#666">#   time</text>')
+    for x, label in ((left_x, client), (right_x, server)):
+        out.append(f'<text x="{x}" y="{top - (40 if marks else 26)}" text-anchor="middle" font-weight="bold">'
+                   f'{escape(label)}</text>')
+        out.append(f'<line x1="{x}" y1="{top - 16}" x2="{x}" y2="{bottom}" stroke="#333" stroke-width="2"/>')
+    out.append(f'<text x="10" y="{top - (40 if marks else 26)}" fill="#666">#   time</text>')
     for i, s in enumerate(segs):
-        y = TOP + i * ROW
+        y = top + i * ROW
         lost = conn.is_lost(i) if conn.received is not None else False
         from_client = conn.side(s) == "client"
-        x1, x2 = (LEFT_X, RIGHT_X) if from_client else (RIGHT_X, LEFT_X)
+        x1, x2 = (left_x, right_x) if from_client else (right_x, left_x)
         label = escape(conn.line(s)[2:])
         out.append(f'<text x="10" y="{y + 12}" fill="#666">{i + 1:<3} {s.time - t0:7.3f}s</text>')
         colour = "#b00020" if lost else "#1f3b73"
@@ -64,16 +69,23 @@ def ladder_svg(conn, notes: dict[int, str] | None = None, missing: str | None = 
         else:
             out.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y + SLOPE}" stroke="{colour}" stroke-width="2" '
                        'marker-end="url(#tl-arrow)"/>')
-        out.append(f'<text x="{(LEFT_X + RIGHT_X) / 2}" y="{y - 2}" text-anchor="middle" fill="{colour}" '
+        out.append(f'<text x="{(left_x + right_x) / 2}" y="{y - 2}" text-anchor="middle" fill="{colour}" '
                    f'class="tcplab-seg">{label}</text>')
         extra = (["lost on the wire"] if lost else []) + ([notes[i]] if i in notes else [])
         if extra:
-            out.append(f'<text x="{NOTE_X}" y="{y + 12}" fill="#b00020">{escape("; ".join(extra))}</text>')
+            out.append(f'<text x="{note_x}" y="{y + 12}" fill="#b00020">{escape("; ".join(extra))}</text>')
+    for (k, side), text in marks.items():
+        y = top + k * ROW - ROW * 0.42
+        w = len(text) * 7.4 + 10
+        x = left_x - 10 - w if side == "client" else right_x + 10
+        out.append(f'<rect x="{x:.0f}" y="{y - 12:.0f}" width="{w:.0f}" height="17" rx="4" fill="#eaf4ea" '
+                   f'stroke="#1b7f3b" stroke-width="0.8" class="tcplab-state"/>')
+        out.append(f'<text x="{x + 5:.0f}" y="{y + 1:.0f}" fill="#1b5e2b" font-size="12">{escape(text)}</text>')
     if missing:
-        y = TOP + len(segs) * ROW
-        out.append(f'<text x="{(LEFT_X + RIGHT_X) / 2}" y="{y + 6}" text-anchor="middle" fill="#666">'
+        y = top + len(segs) * ROW
+        out.append(f'<text x="{(left_x + right_x) / 2}" y="{y + 6}" text-anchor="middle" fill="#666">'
                    "(no more segments)</text>")
-        out.append(f'<text x="{NOTE_X}" y="{y + 6}" fill="#b00020">{escape(missing)}</text>')
+        out.append(f'<text x="{note_x}" y="{y + 6}" fill="#b00020">{escape(missing)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -81,3 +93,15 @@ def ladder_svg(conn, notes: dict[int, str] | None = None, missing: str | None = 
 def _ep(addr: tuple, family: int) -> str:
     ip, port = addr
     return f"[{ip}]:{port}" if family == 6 else f"{ip}:{port}"
+
+
+def _state_labels(conn) -> dict[tuple[int, str], str]:
+    """``(k, side) -> "A -> B"``: each side's states from the kernel's record, placed just above
+    segment k (the first segment after the change; the state before the exchange goes with the
+    first)."""
+    out: dict[tuple[int, str], list[str]] = {}
+    times = [s.time for s in conn.segments]
+    for t, side, state in conn.state_marks():
+        k = 0 if t == float("-inf") else sum(1 for x in times if x <= t)
+        out.setdefault((k, side), []).append(state)
+    return {key: " -> ".join(states) for key, states in out.items()}
