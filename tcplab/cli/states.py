@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
     impossible = "\n".join(f"- `{t.src} -> {t.dst}` ({t.event}): {t.impossible}" for t in TRANSITIONS if t.impossible)
     a.out.write_text(INTRO.format(kernel=kernel, also=f" and {label}" if label else "", table=table,
                                   impossible=impossible))
-    missing = [t for t in TRANSITIONS if not t.impossible and not any(o == "pass" for _, o in here.get(t.key, []))]
+    missing = [t for t in TRANSITIONS if not t.impossible and not any(r[1] == "pass" for r in here.get(t.key, []))]
     print(table)
     print(f"\nwritten: {a.out}, {svg_path}; transitions no lab showed on this kernel: "
           + (", ".join(t.key for t in missing) or "none"))

@@ -58,15 +58,19 @@ TRANSITIONS = [
      for s in ("SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING", "LAST_ACK")]
 
 #: box centres of the picture, laid out like the RFC's figure
-POS = {"CLOSED": (430, 60), "LISTEN": (430, 160), "SYN_RECV": (170, 270), "SYN_SENT": (690, 270),
-       "ESTABLISHED": (430, 380), "FIN_WAIT_1": (170, 500), "CLOSE_WAIT": (690, 500), "CLOSING": (430, 600),
-       "FIN_WAIT_2": (170, 700), "LAST_ACK": (690, 700), "TIME_WAIT": (430, 800), "CLOSED ": (690, 880)}
+POS = {"CLOSED": (430, 70), "LISTEN": (430, 180), "SYN_RECV": (130, 290), "SYN_SENT": (760, 290),
+       "ESTABLISHED": (430, 400), "FIN_WAIT_1": (130, 520), "CLOSE_WAIT": (760, 520), "CLOSING": (430, 620),
+       "FIN_WAIT_2": (130, 720), "LAST_ACK": (760, 720), "TIME_WAIT": (430, 820), "CLOSED ": (760, 900)}
+#: where a crowded arrow's label goes: (fraction along the arrow, text anchor)
+LABEL_AT = {("CLOSED", "SYN_SENT"): (0.62, "start"), ("LISTEN", "SYN_SENT"): (0.5, "end"),
+            ("FIN_WAIT_1", "TIME_WAIT"): (0.5, "start"), ("ESTABLISHED", "FIN_WAIT_1"): (0.5, "end"),
+            ("ESTABLISHED", "CLOSE_WAIT"): (0.5, "start"), ("FIN_WAIT_1", "CLOSING"): (0.62, "start")}
 BOX_W, BOX_H = 150, 36
 COLOURS = {"here": "#1b7f3b", "vm": "#1f5fbf", "none": "#999999", "impossible": "#b00020"}
 
 
 def observed(junit: Path) -> dict[str, list[tuple[str, str]]]:
-    """``key -> [(lab, outcome)]`` from one run's JUnit XML."""
+    """``key -> [(lab, outcome, how many transitions the lab showed)]`` from one run's JUnit XML."""
     out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for case in ET.parse(junit).getroot().iter("testcase"):
         props = [(p.get("name"), p.get("value") or "") for p in case.iter("property")]
@@ -83,22 +87,28 @@ def observed(junit: Path) -> dict[str, list[tuple[str, str]]]:
             elif name == "shows":
                 keys.update(k.strip() for k in value.split(";") if k.strip())
         for k in keys:
-            out[k].append((lab, outcome))
+            out[k].append((lab, outcome, len(keys)))
     return out
 
 
 def _status(t: Transition, here: dict, vm: dict | None) -> str:
     if t.impossible:
         return "impossible"
-    if any(o == "pass" for _, o in here.get(t.key, [])):
+    if any(r[1] == "pass" for r in here.get(t.key, [])):
         return "here"
-    if vm is not None and any(o == "pass" for _, o in vm.get(t.key, [])):
+    if vm is not None and any(r[1] == "pass" for r in vm.get(t.key, [])):
         return "vm"
     return "none"
 
 
 def _labs(t: Transition, res: dict) -> list[str]:
-    return sorted({lab.split("::")[-1].split("[")[0] for lab, o in res.get(t.key, []) if o == "pass"})
+    """The passing labs that show ``t``, the most specific (fewest transitions) first."""
+    best: dict[str, int] = {}
+    for lab, outcome, n in res.get(t.key, []):
+        if outcome == "pass":
+            name = lab.split("::")[-1].split("[")[0]
+            best[name] = min(n, best.get(name, n))
+    return sorted(best, key=lambda name: (best[name], name))
 
 
 def _edge(a: tuple, b: tuple) -> tuple[tuple, tuple]:
@@ -116,7 +126,7 @@ def _edge(a: tuple, b: tuple) -> tuple[tuple, tuple]:
 
 def diagram_svg(here: dict, vm: dict | None = None, *, kernel: str = "this kernel",
                 vm_label: str = "Debian 6.1 (VM)") -> str:
-    width, height = 1180, 960
+    width, height = 1300, 960
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'font-family="DejaVu Sans, sans-serif" font-size="12">',
            '<defs>' + "".join(
@@ -135,21 +145,30 @@ def diagram_svg(here: dict, vm: dict | None = None, *, kernel: str = "this kerne
         (x1, y1), (x2, y2) = _edge(a, b)
         # two arrows between the same boxes (SYN_RECV <-> LISTEN) are drawn apart
         off = 10 if (t.dst, t.src) in pairs else 0
+        nx = ny = 0.0
         if off:
             nx, ny = -(y2 - y1), (x2 - x1)
             n = max((nx * nx + ny * ny) ** 0.5, 1)
-            x1, y1, x2, y2 = x1 + off * nx / n, y1 + off * ny / n, x2 + off * nx / n, y2 + off * ny / n
+            nx, ny = nx / n, ny / n
+            x1, y1, x2, y2 = x1 + off * nx, y1 + off * ny, x2 + off * nx, y2 + off * ny
         dash = {"none": ' stroke-dasharray="6,4"', "impossible": ' stroke-dasharray="2,4"'}.get(st, "")
         out.append(f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="{COLOURS[st]}" '
                    f'stroke-width="{2.2 if st in ("here", "vm") else 1.4}"{dash} marker-end="url(#ah-{st})" '
                    f'class="tr tr-{st}" data-transition="{escape(t.key)}"/>')
-        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+        frac, forced = LABEL_AT.get((t.src, t.dst), (0.5, None))
+        mx, my = x1 + (x2 - x1) * frac, y1 + (y2 - y1) * frac
         labs = _labs(t, here) or (_labs(t, vm) if vm else [])
         lines = [t.event] + ([f"impossible on Linux"] if st == "impossible" else [labs[0]] if labs else [])
-        anchor = "start" if x2 >= x1 else "end"
-        dx = 6 if anchor == "start" else -6
-        if abs(x2 - x1) < 5:
-            anchor, dx = "start", 6
+        # a diagonal's label goes on its outer side; a pair's on each one's own side
+        anchor = "start" if x2 < x1 else "end"
+        if off:
+            anchor = "start" if nx > 0 or (nx == 0 and ny < 0) else "end"
+        elif abs(x2 - x1) < 5:
+            anchor = "start"
+        elif abs(y2 - y1) < 5:
+            anchor, my = "middle", my - 10
+        anchor = forced or anchor
+        dx = {"start": 6, "end": -6, "middle": 0}[anchor]
         for i, text in enumerate(lines):
             style = ' font-style="italic"' if i else ""
             out.append(f'<text x="{mx + dx:.0f}" y="{my - 4 + i * 13:.0f}" text-anchor="{anchor}" '
@@ -159,7 +178,7 @@ def diagram_svg(here: dict, vm: dict | None = None, *, kernel: str = "this kerne
                    'fill="#f4f6fb" stroke="#1f3b73" stroke-width="1.5"/>')
         out.append(f'<text x="{x}" y="{y + 5}" text-anchor="middle" font-weight="bold">{escape(name.strip())}</text>')
     # the resets: one row each, at the right
-    x0, y0 = 860, 150
+    x0, y0 = 960, 150
     out.append(f'<text x="{x0}" y="{y0}" font-weight="bold">rcv RST: every synchronized state -&gt; CLOSED</text>')
     for i, t in enumerate(t for t in TRANSITIONS if t.rst and t.dst == "CLOSED"):
         st = _status(t, here, vm)
@@ -191,8 +210,8 @@ def table_md(here: dict, vm: dict | None = None, *, vm_label: str = "Debian 6.1 
 
     def verdict(res, t):
         got = res.get(t.key, [])
-        p = sum(o == "pass" for _, o in got)
-        f = sum(o == "FAIL" for _, o in got)
+        p = sum(r[1] == "pass" for r in got)
+        f = sum(r[1] == "FAIL" for r in got)
         return ("-" if not got else f"{p} pass" + (f", **{f} FAIL**" if f else ""))
     for t in TRANSITIONS:
         arrow = f"{t.src} -> {t.dst}"

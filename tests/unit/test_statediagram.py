@@ -1,0 +1,90 @@
+"""The state diagram and table from JUnit XML (no kernel): which arrows are coloured, which lab
+names them, the impossible transitions and their reasons, a valid SVG."""
+import xml.etree.ElementTree as ET
+
+from tcplab.observe.states import StateChange, gaps, textbook_path
+from tcplab.report.statediagram import TRANSITIONS, diagram_svg, observed, table_md
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def junit(tmp_path, name, cases):
+    root = ET.Element("testsuites")
+    suite = ET.SubElement(root, "testsuite")
+    for lab, props, outcome in cases:
+        case = ET.SubElement(suite, "testcase", classname="labs.test_states", name=lab)
+        p = ET.SubElement(case, "properties")
+        for k, v in props.items():
+            ET.SubElement(p, "property", name=k, value=v)
+        if outcome == "fail":
+            ET.SubElement(case, "failure", message="x")
+        elif outcome == "skip":
+            ET.SubElement(case, "skipped")
+    path = tmp_path / name
+    ET.ElementTree(root).write(path)
+    return path
+
+
+def arrows(svg):
+    root = ET.fromstring(svg)
+    return {line.get("data-transition"): line.get("class").split()[-1] for line in root.iter(f"{SVG}line")
+            if line.get("data-transition")}
+
+
+def test_arrows_are_coloured_by_where_a_passing_lab_showed_them(tmp_path):
+    here = observed(junit(tmp_path, "here.xml", [
+        ("test_open", {"transitions": "CLOSED>SYN_SENT SYN_SENT>ESTABLISHED"}, "pass"),
+        ("test_broken", {"transitions": "ESTABLISHED>CLOSE_WAIT"}, "fail"),
+        ("test_skipped", {"transitions": "CLOSE_WAIT>LAST_ACK"}, "skip"),
+        ("test_rst", {"shows": "ESTABLISHED>CLOSED on RST"}, "pass"),
+    ]))
+    vm = observed(junit(tmp_path, "vm.xml", [("test_tw", {"shows": "TIME_WAIT>CLOSED"}, "pass")]))
+    svg = diagram_svg(here, vm, kernel="6.18", vm_label="Debian 6.1")
+    a = arrows(svg)
+    assert a["CLOSED>SYN_SENT"] == "tr-here" and a["SYN_SENT>ESTABLISHED"] == "tr-here"
+    assert a["ESTABLISHED>CLOSE_WAIT"] == "tr-none"       # its lab failed
+    assert a["CLOSE_WAIT>LAST_ACK"] == "tr-none"          # its lab skipped
+    assert a["TIME_WAIT>CLOSED"] == "tr-vm"
+    assert a["ESTABLISHED>CLOSED on RST"] == "tr-here"
+    assert a["LISTEN>SYN_SENT"] == "tr-impossible"
+    assert set(a) == {t.key for t in TRANSITIONS}        # every transition is drawn
+    assert "test_open" in svg and "impossible on Linux" in svg
+
+
+def test_table_lists_every_transition_with_labs_results_and_reasons(tmp_path):
+    here = observed(junit(tmp_path, "here.xml", [
+        ("test_open[ipv4]", {"transitions": "CLOSED>SYN_SENT"}, "pass"),
+        ("test_open[ipv6]", {"transitions": "CLOSED>SYN_SENT"}, "fail"),
+    ]))
+    md = table_md(here, None)
+    rows = [r for r in md.splitlines()[2:]]
+    assert len(rows) == len(TRANSITIONS)
+    assert "| CLOSED -> SYN_SENT | active OPEN: connect(), snd SYN | test_open | 1 pass, **1 FAIL** |" in md
+    assert "| LISTEN -> SYN_SENT | SEND, snd SYN | impossible: the sockets API has no SEND" in md
+    assert "| CLOSING -> CLOSED | rcv RST | **none** | - |" in md
+
+
+def test_the_most_specific_lab_names_an_arrow(tmp_path):
+    here = observed(junit(tmp_path, "h.xml", [
+        ("test_everything", {"transitions": "CLOSED>SYN_SENT SYN_SENT>ESTABLISHED ESTABLISHED>FIN_WAIT_1"}, "pass"),
+        ("test_just_this", {"transitions": "CLOSED>SYN_SENT"}, "pass"),
+    ]))
+    svg = diagram_svg(here)
+    assert "test_just_this" in svg
+
+
+def ch(t, old, new, sk=1):
+    return StateChange(t, old, new, 4, ("198.18.0.1", 1), ("198.18.0.2", 2), sk)
+
+
+def test_textbook_path_and_gaps():
+    close = [ch(1, "CLOSED", "SYN_SENT"), ch(2, "SYN_SENT", "ESTABLISHED"), ch(3, "ESTABLISHED", "FIN_WAIT_1"),
+             ch(4, "FIN_WAIT_1", "FIN_WAIT_2"), ch(5, "FIN_WAIT_2", "CLOSED")]
+    assert textbook_path(close, "TIME_WAIT")[-1] == "TIME_WAIT"
+    assert textbook_path(close, None)[-1] == "CLOSED"
+    assert textbook_path(close, "FIN_WAIT_2")[-1] == "FIN_WAIT_2"      # an orphan's timewait socket
+    assert textbook_path([ch(1, "SYN_RECV", "ESTABLISHED")])[:2] == ["LISTEN", "SYN_RECV"]   # 6.1's child
+    assert gaps(close) == []
+    broken = [close[0], close[2]]
+    assert gaps(broken) == ["CLOSED -> SYN_SENT then ESTABLISHED -> FIN_WAIT_1 (198.18.0.1:1)"]
+    assert gaps([ch(1, "CLOSED", "SYN_SENT", sk=1), ch(2, "LISTEN", "SYN_RECV", sk=2)]) == []   # two sockets
