@@ -5,13 +5,14 @@ so the layout inside can change without breaking them.  Inside, the folders are 
 importing only the layers below it::
 
     tcplab/errors.py, wait.py, settings.py   base: typed errors, polling with a deadline, pinned knobs
-    tcplab/observe/    capture (Scapy, ring), trace model, fast parser, expectations   (uses: base)
+    tcplab/observe/    capture (Scapy, ring), trace model, fast parser, expectations,
+                       the kernel's state record                                      (uses: base)
     tcplab/lab/        namespaces, topology, the wire and its impairments, sockets,
                        programs, sock_diag                                            (uses: observe, base)
-    tcplab/report/     ladder SVG, the HTML report's pieces                           (uses: observe, base)
+    tcplab/report/     ladder SVG, the HTML report's pieces, the state diagram         (uses: observe, base)
     tcplab/grading/    scores, partial credit, results.json, assignments, the sandbox,
                        predictions, the batch grader, Gradescope's bundle        (uses: lab, observe, base)
-    tcplab/cli/        doctor, coverage, vm, soak, ladder, grade, bundle              (uses: everything)
+    tcplab/cli/        doctor, coverage, vm, soak, ladder, states, grade, bundle      (uses: everything)
 
 ``observe`` sits below ``lab``: a capture works on any object with hosts (duck-typed), and the
 topology offers ``capture()`` on top of it.  tests/unit/test_layout.py enforces the directions.
