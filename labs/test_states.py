@@ -94,8 +94,8 @@ def test_simultaneous_open(hosts, family):
             > S 0:0(0)
             < S 0:0(0)
         any order:
-            > S. 0:0(0) ack 1 {2}  # the first copy lost on the wire
-            < S. 0:0(0) ack 1 {2}
+            > S. 0:0(0) ack 1 {1,2}  # the first copies are lost on the wire; the end whose copy
+            < S. 0:0(0) ack 1 {1,2}  # gets through first completes both (the other need not resend)
             > . 1:1(0) ack 1 *     # Linux acknowledges the other's SYN-ACK
             < . 1:1(0) ack 1 *
     """)
@@ -348,13 +348,15 @@ def test_time_wait_ends_after_60_seconds(hosts, family, record_property):
 @pytest.mark.lab("H1", "C2", points=3)
 def test_close_during_a_simultaneous_open(hosts, family):
     """SYN_RECEIVED -> FIN_WAIT_1: in a simultaneous open, the client closes its sending side while
-    in SYN_RECV (the other end's SYN-ACK was lost once); its FIN follows its SYN-ACK, and the
-    connection completes into FIN_WAIT_1 -> FIN_WAIT_2."""
+    in SYN_RECV (what the other end sends to end it is lost once); its FIN follows its SYN-ACK, and
+    the connection completes into FIN_WAIT_1 -> FIN_WAIT_2."""
     for h in hosts.hosts:
         h.rto_min(1000)
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
     a_addr, b_addr = (hosts.client.addr(family), 5001), (hosts.server.addr(family), 5002)
-    hosts.impair(drops=[Drop("<", "S.")])    # the server's SYN-ACK is lost once: the client stays in SYN_RECV 1 s
+    # the server's SYN-ACK, and its ACK of the client's SYN-ACK, are lost once: either would end
+    # the client's SYN_RECV; it lasts until the client sends its SYN-ACK again (1 s)
+    hosts.impair(drops=[Drop("<", "S."), Drop("<", ".", payload=False)])
     with hosts.capture() as cap:
         hosts.cross_next()
         a = Conn.connect(hosts.client, b_addr, wait=False, port=5001)

@@ -417,8 +417,8 @@ class Topology:
             self._tbf = True
         # Fill each port's queue: send filler frames until one waits in the queue.  The bucket's
         # level depends on how long the port was idle, and it refills while this runs, so it is
-        # checked, not assumed; a second round sends a full-size frame, which then waits up to
-        # 0.8 s (and so does the next segment).
+        # checked, not assumed.  Each round's 300-byte frame waits at most 0.15 s, so the hold
+        # stays well below the 1 s SYN and SYN-ACK timers.
         sizes = {h.name: (1514, 300) for h in self.hosts}
         for _ in range(50):
             for h in self.hosts:
@@ -426,7 +426,7 @@ class Topology:
                     h.ns.run(_send_fillers, h.ifname, h.mac, h.peer.mac, sizes[h.name])
             queued = self.wire.run(self._tbf_queues)
             # the client's frames leave through the server's port, and the other way round
-            sizes = {h.name: () if queued[self.wire_ports[h.peer.name]] else (1514,) for h in self.hosts}
+            sizes = {h.name: () if queued[self.wire_ports[h.peer.name]] else (300,) for h in self.hosts}
             if not any(sizes.values()):
                 return
         raise TcplabError("cross_next: the wire's token buckets never queued a filler frame")
