@@ -88,3 +88,25 @@ def test_textbook_path_and_gaps():
     broken = [close[0], close[2]]
     assert gaps(broken) == ["CLOSED -> SYN_SENT then ESTABLISHED -> FIN_WAIT_1 (198.18.0.1:1)"]
     assert gaps([ch(1, "CLOSED", "SYN_SENT", sk=1), ch(2, "LISTEN", "SYN_RECV", sk=2)]) == []   # two sockets
+
+
+def test_states_command_writes_the_table_and_the_picture(tmp_path):
+    import subprocess
+    import sys
+    every = " ".join(t.key for t in TRANSITIONS if not t.rst and not t.impossible)
+    rst = "; ".join(t.key for t in TRANSITIONS if t.rst)
+    full = junit(tmp_path, "all.xml", [("test_all", {"transitions": every, "shows": rst}, "pass")])
+    out = tmp_path / "docs" / "states.md"
+    r = subprocess.run([sys.executable, "-m", "tcplab", "states", "--junit", str(full), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "transitions no lab showed on this kernel: none" in r.stdout
+    md = out.read_text()
+    assert "![the state diagram, coloured by what the labs observed](states.svg)" in md
+    assert "## Transitions that cannot happen here\n- `LISTEN -> SYN_SENT`" in md
+    svg = (tmp_path / "docs" / "states.svg").read_text()
+    assert set(arrows(svg).values()) == {"tr-here", "tr-impossible"}
+    part = junit(tmp_path, "part.xml", [("test_open", {"transitions": "CLOSED>SYN_SENT"}, "pass")])
+    r = subprocess.run([sys.executable, "-m", "tcplab", "states", "--junit", str(part), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "LISTEN>SYN_RECV" in r.stdout.splitlines()[-1]
