@@ -84,6 +84,15 @@ def table(junit: Path, others: list[tuple[str, Path]] = ()) -> tuple[str, bool]:
     return "\n".join(lines), ok
 
 
+def run_labs(pytest_args: list[str]) -> Path:
+    """Run the labs (with the given pytest arguments) into a fresh JUnit XML; return its path."""
+    junit = Path(tempfile.mkdtemp(prefix="tcplab-labs-")) / "labs.xml"
+    cmd = [sys.executable, "-m", "pytest", "labs/", "-q", f"--junitxml={junit}", *pytest_args]
+    print("running:", " ".join(cmd), flush=True)
+    subprocess.run(cmd)
+    return junit
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="tcplab coverage", description="Run the labs (or read a JUnit XML) and write the claim -> lab -> result table. Exit 0 when every claim is covered by a passing lab, 1 otherwise.")
     ap.add_argument("--junit", type=Path, help="use this JUnit XML instead of running the labs")
@@ -93,12 +102,7 @@ def main(argv: list[str]) -> int:
                          "ci/kernel-matrix --junit (repeatable)")
     ap.add_argument("pytest_args", nargs="*", default=["-n", "2"])
     args = ap.parse_args(argv)
-    junit = args.junit
-    if junit is None:
-        junit = Path(tempfile.mkdtemp(prefix="tcplab-cov-")) / "labs.xml"
-        cmd = [sys.executable, "-m", "pytest", "labs/", "-q", f"--junitxml={junit}", *args.pytest_args]
-        print("running:", " ".join(cmd), flush=True)
-        subprocess.run(cmd)
+    junit = args.junit or run_labs(args.pytest_args)
     others = []
     for item in args.also:
         label, sep, path = item.partition("=")

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from . import EXIT_FAILED, EXIT_OK
@@ -54,15 +51,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--also", metavar="LABEL=JUNIT", help="another kernel's run, e.g. the VM's JUnit XML")
     ap.add_argument("--out", type=Path, default=Path("docs/states.md"))
     ap.add_argument("--svg", type=Path, default=None, help="default: states.svg beside --out")
-    ap.add_argument("pytest_args", nargs="*", default=["-n", "2"])
+    ap.add_argument("pytest_args", nargs="*", default=["-n", "2", "--tcplab-slow"])
     a = ap.parse_args(argv)
     from ..report.statediagram import TRANSITIONS, diagram_svg, observed, table_md
-    junit = a.junit
-    if junit is None:
-        junit = Path(tempfile.mkdtemp(prefix="tcplab-states-")) / "labs.xml"
-        cmd = [sys.executable, "-m", "pytest", "labs/", "-q", f"--junitxml={junit}", *a.pytest_args]
-        print("running:", " ".join(cmd), flush=True)
-        subprocess.run(cmd)
+    from .coverage import run_labs
+    junit = a.junit or run_labs(a.pytest_args)
     if not junit.is_file():
         ap.error(f"--junit {junit}: no such file")
     vm, label = None, None

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -117,25 +116,18 @@ class Outcome:
 
 
 class _UidLock:
-    """A uid of its own for one sandbox, held with an abstract unix socket: the kernel frees it
-    when the holder exits, even by SIGKILL, and it leaves no file."""
+    """A uid of its own for one sandbox (a :class:`tcplab.claim.Claim`: freed by the kernel when
+    the holder exits, even by SIGKILL, and it leaves no file)."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        start = os.getpid() % UID_COUNT
-        for i in range(UID_COUNT):
-            uid = UID_BASE + (start + i) % UID_COUNT
-            try:
-                self.sock.bind(f"\0tcplab-sandbox-uid-{uid}")
-            except OSError:
-                continue
-            self.uid = uid
-            return
-        self.sock.close()
-        raise Unsupported(f"all {UID_COUNT} sandbox uids from {UID_BASE} are in use on this machine")
+        from ..claim import Claim
+        self._claim = Claim("sandbox-uid", UID_COUNT, start=os.getpid() % UID_COUNT)
+        if self._claim.number is None:
+            raise Unsupported(f"all {UID_COUNT} sandbox uids from {UID_BASE} are in use on this machine")
+        self.uid = UID_BASE + self._claim.number
 
     def release(self) -> None:
-        self.sock.close()
+        self._claim.release()
 
 
 def require_tools() -> None:

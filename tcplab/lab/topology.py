@@ -45,21 +45,15 @@ SUBNETS = 512          # 198.18.0.0/24 ... 198.19.255.0/24: the whole of 198.18.
 class Subnet:
     """The subnet of one live topology, unique on this machine while the topology lives.
 
-    Held by binding an abstract unix socket named after it: the kernel frees the name when the
-    holder closes it or dies (even by SIGKILL), and no file is left.  The lowest free index is
-    taken, so a lone run always gets 198.18.0.0/24."""
+    Held as a :class:`tcplab.claim.Claim` (freed by the kernel when the holder dies, no file).
+    The lowest free index is taken, so a lone run always gets 198.18.0.0/24."""
 
     def __init__(self):
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        for n in range(SUBNETS):
-            try:
-                self._sock.bind(f"\0tcplab-subnet-{n}")
-            except OSError:
-                continue
-            self.index = n
-            return
-        self._sock.close()
-        raise TcplabError(f"all {SUBNETS} tcplab subnets are in use on this machine: too many topologies at once")
+        from ..claim import Claim
+        self._claim = Claim("subnet", SUBNETS)
+        if self._claim.number is None:
+            raise TcplabError(f"all {SUBNETS} tcplab subnets are in use on this machine: too many topologies at once")
+        self.index = self._claim.number
 
     def addr(self, name: str, family: int) -> str:
         n = self.index
@@ -67,7 +61,7 @@ class Subnet:
             (f"2001:db8:{n:x}::{HOST_ID[name]}" if n else f"2001:db8::{HOST_ID[name]}")
 
     def release(self) -> None:
-        self._sock.close()
+        self._claim.release()
 PREFIX = {4: 24, 6: 64}
 IFNAME = "eth0"
 WIRE_PORT = {CLIENT: "c", SERVER: "s"}
