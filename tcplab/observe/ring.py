@@ -257,7 +257,7 @@ class RingCapture(BothEnds):
             self.running = False
         self._close_ends()
         if self._states is not None:
-            self._states.close()
+            self._states.log.unsubscribe(self._states)
             self._states = None
 
     # -- results ----------------------------------------------------------------------

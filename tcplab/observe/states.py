@@ -58,6 +58,8 @@ CLOCK_MONOTONIC = 1
 PERF_FLAG_FD_CLOEXEC = 8
 NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
 PAGES = 64                      # data pages per CPU (256 KiB: ~2500 events)
+WAKEUP_EVENTS = 32
+DRAIN_EVERY = 0.05              # seconds: the reader drains at least this often
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def _attr(tp_id: int) -> bytes:
     a = bytearray(112)
     struct.pack_into("IIQQQQQ", a, 0, PERF_TYPE_TRACEPOINT, 112, tp_id, 1, PERF_SAMPLE_TIME | PERF_SAMPLE_RAW,
                      0, USE_CLOCKID)
-    struct.pack_into("I", a, 48, 1)                 # wakeup_events
+    struct.pack_into("I", a, 48, WAKEUP_EVENTS)     # wakeup_events: poll() readiness every N records
     struct.pack_into("i", a, 92, CLOCK_MONOTONIC)   # clockid (REALTIME is refused for tracepoints)
     return bytes(a)
 
@@ -157,7 +159,15 @@ class StateRecorder:
 
     def drain(self) -> None:
         """Move every record the kernel has written into :attr:`events`."""
+        events, lost = self.read_new()
+        self.events += events
+        self.lost += lost
+
+    def read_new(self) -> tuple[list[StateChange], int]:
+        """The records the kernel wrote since the last read, and how many it dropped."""
         size = PAGES * self.page
+        events: list[StateChange] = []
+        lost = 0
         for m in self.maps:
             head = struct.unpack_from("Q", m, 1024)[0]
             tail = struct.unpack_from("Q", m, 1032)[0]
@@ -168,11 +178,12 @@ class StateRecorder:
                 body = self._read(m, off + 8, rsize - 8, size)
                 if rtype == PERF_RECORD_SAMPLE:
                     t, raw_size = struct.unpack_from("QI", body, 0)
-                    self.events.append(self._parse(t, body[12:12 + raw_size]))
+                    events.append(self._parse(t, body[12:12 + raw_size]))
                 elif rtype == PERF_RECORD_LOST:
-                    self.lost += struct.unpack_from("QQ", body, 0)[1]
+                    lost += struct.unpack_from("QQ", body, 0)[1]
                 tail += rsize
             struct.pack_into("Q", m, 1032, tail)
+        return events, lost
 
     def _read(self, m, off: int, n: int, size: int) -> bytes:
         end = self.page + size
@@ -216,6 +227,90 @@ class StateRecorder:
         for fd in self.fds:
             os.close(fd)
         self.maps, self.fds = [], []
+
+
+class Subscription:
+    """The state changes of some addresses (a topology's) from :meth:`StateLog.subscribe` until
+    :meth:`close`."""
+
+    def __init__(self, log: "StateLog", addresses: set[str]):
+        self.log, self.addresses = log, set(addresses)
+        self.events: list[StateChange] = []
+        self.lost = 0
+        self.foreign = 0            # changes of other sockets of the machine seen meanwhile
+
+    def close(self) -> list[StateChange]:
+        """Stop; the changes in time order.  Raises CaptureIncomplete if the kernel dropped records
+        meanwhile (they might have been these addresses')."""
+        self.log.unsubscribe(self)
+        if self.lost:
+            raise CaptureIncomplete(f"the kernel dropped {self.lost} state-change records (per-CPU buffer of "
+                                    f"{PAGES} pages full)")
+        return sorted(self.events, key=lambda e: e.time)
+
+
+class StateLog:
+    """One :class:`StateRecorder` per process, opened at the first subscription and kept until the
+    process exits (opening the tracepoint costs tens of milliseconds: the kernel patches it in).
+    A reader thread drains the per-CPU buffers at least every 50 ms, keeping only the changes of
+    subscribed addresses, so a long lab on a busy machine never fills them."""
+
+    def __init__(self):
+        import threading
+        self.rec = StateRecorder()
+        self.subs: list[Subscription] = []
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="tcplab-states", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import select
+        poller = select.poll()
+        for fd in self.rec.fds:
+            poller.register(fd, select.POLLIN)
+        while True:
+            poller.poll(DRAIN_EVERY * 1000)
+            self.pump()
+
+    def pump(self) -> None:
+        with self.lock:
+            events, lost = self.rec.read_new()
+            for sub in self.subs:
+                sub.lost += lost
+                mine = [e for e in events if e.local[0] in sub.addresses]
+                sub.events += mine
+                sub.foreign += len(events) - len(mine)
+
+    def subscribe(self, addresses: set[str]) -> Subscription:
+        self.pump()          # what happened before belongs to nobody
+        sub = Subscription(self, addresses)
+        with self.lock:
+            self.subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.pump()
+        with self.lock:
+            if sub in self.subs:
+                self.subs.remove(sub)
+
+
+_LOG: StateLog | None = None
+_LOG_ERROR: Unsupported | None = None
+
+
+def state_log() -> StateLog:
+    """This process's :class:`StateLog`; raises Unsupported (the same reason every time) where the
+    kernel's state record cannot be read."""
+    global _LOG, _LOG_ERROR
+    if _LOG is None and _LOG_ERROR is None:
+        try:
+            _LOG = StateLog()
+        except Unsupported as exc:
+            _LOG_ERROR = exc
+    if _LOG_ERROR is not None:
+        raise _LOG_ERROR
+    return _LOG
 
 
 def gaps(changes: list[StateChange]) -> list[str]:
