@@ -346,7 +346,7 @@ def test_time_wait_ends_after_60_seconds(hosts, family, record_property):
 
 
 @pytest.mark.lab("H1", "C2", points=3)
-def test_close_during_a_simultaneous_open(hosts, family):
+def test_close_during_a_simultaneous_open(hosts, family, record_property):
     """SYN_RECEIVED -> FIN_WAIT_1: in a simultaneous open, the client closes its sending side while
     in SYN_RECV (what the other end sends to end it is lost once); its FIN follows its SYN-ACK, and
     the connection completes into FIN_WAIT_1 -> FIN_WAIT_2."""
@@ -370,10 +370,16 @@ def test_close_during_a_simultaneous_open(hosts, family):
         assert b.recv_eof() == b""
         hosts.client.wait_state(a.local, a.peer, "FIN_WAIT_2")
         seen = poll.stop()
-    assert [s for s in seen["client"] if s != "SYN_RECV"] == ["SYN_SENT", "FIN_WAIT_1", "FIN_WAIT_2"], seen
+    assert [s for s in seen["client"] if s not in ("SYN_RECV", "FIN_WAIT_1")] == ["SYN_SENT", "FIN_WAIT_2"], seen
     conn = cap.trace.connection(port=5002)
-    fin = next(s for s in conn if conn.side(s) == "client" and "FIN" in s.flags)
-    assert conn.rel_seq(fin) == 1    # the FIN follows the SYN: it is the client's byte 1
+    fin = next(i for i, s in enumerate(conn) if conn.side(s) == "client" and "FIN" in s.flags)
+    synacks = [i for i, s in enumerate(conn) if conn.side(s) == "client" and s.flags == {"SYN", "ACK"}]
+    assert synacks and synacks[0] < fin and conn.rel_seq(conn.segments[fin]) == 1   # the FIN follows the SYN
+    # FIN_WAIT_1 itself is claimed only where it was seen: by the poller (6.18 here always; on
+    # Debian 6.1 under QEMU it was not, in 2 of 2 runs, though its FIN was sent) or in the kernel's record
+    if "FIN_WAIT_1" in seen["client"] or any(str(c) == "SYN_RECV -> FIN_WAIT_1" and c.local == tuple(a.local)
+                                             for c in cap.state_changes or []):
+        record_property("shows", "SYN_RECV>FIN_WAIT_1")
 
 
 def test_a_listener_cannot_start_a_connection(hosts, family):
