@@ -194,7 +194,9 @@ class Sandbox:
         bw += ["--perms", "0755", "--dir", "/etc"]
         for f in ETC_FILES:
             bw += ["--ro-bind-try", f"/etc/{f}", f"/etc/{f}"]
-        made = set()
+        # /proc, /dev and /tmp first: a bind below /tmp (a venv in a checkout there) goes on top
+        bw += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+        made = {"/tmp"}
         for b in binds:
             # the folders above a bind are made 0755 (bwrap would copy /root's 0700 and hide Python)
             for a in reversed(Path(b).parents[:-1]):
@@ -202,8 +204,7 @@ class Sandbox:
                     made.add(str(a))
                     bw += ["--perms", "0755", "--dir", str(a)]
             bw += ["--ro-bind", b, b]
-        bw += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
-               "--perms", "0755", "--dir", str(Path(HOME).parent), "--bind", str(self.home), HOME, "--chdir", HOME, "--clearenv",
+        bw += ["--perms", "0755", "--dir", str(Path(HOME).parent), "--bind", str(self.home), HOME, "--chdir", HOME, "--clearenv",
                "--setenv", "HOME", HOME, "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
                "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "PYTHONUNBUFFERED", "1",
                "--setenv", "LANG", "C.UTF-8",
