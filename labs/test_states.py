@@ -99,8 +99,14 @@ def test_simultaneous_open(hosts, family):
             > . 1:1(0) ack 1 *     # Linux acknowledges the other's SYN-ACK
             < . 1:1(0) ack 1 *
     """)
-    for side in ("client", "server"):
-        assert seen[side] == ["SYN_SENT", "SYN_RECV", "ESTABLISHED"], f"{side}: {seen[side]}\n{conn.ladder()}"
+    for side, c in (("client", a), ("server", b)):
+        # SYN_RECV lasts 1 s (the lost SYN-ACKs): sock_diag sees it.  SYN_SENT lasts only while the
+        # wire holds the SYNs, which a slow machine's poller may miss; its start, the connect()
+        # call, is always in the kernel's record
+        assert [s for s in seen[side] if s != "SYN_SENT"] == ["SYN_RECV", "ESTABLISHED"], \
+            f"{side}: {seen[side]}\n{conn.ladder()}"
+        assert "SYN_SENT" in seen[side] or any(
+            str(e) == "CLOSED -> SYN_SENT" and e.local == tuple(c.local) for e in cap.state_changes or [])
 
 
 @pytest.mark.lab("C2", "C5", points=4)
