@@ -205,6 +205,7 @@ def diagram_svg(here: dict, vm: dict | None = None, *, kernel: str = "this kerne
 
 
 def table_md(here: dict, vm: dict | None = None, *, vm_label: str = "Debian 6.1 (VM)") -> str:
+    """The table: every transition, its most specific labs (three at most), the results per run."""
     head = "| transition | event | labs | this kernel |" + (f" {vm_label} |" if vm is not None else "")
     lines = [head, "|---" * (4 + (vm is not None)) + "|"]
 
@@ -218,7 +219,8 @@ def table_md(here: dict, vm: dict | None = None, *, vm_label: str = "Debian 6.1 
         if t.impossible:
             lines.append(f"| {arrow} | {t.event} | impossible: {t.impossible} | - |" + (" - |" if vm is not None else ""))
             continue
-        labs = sorted(set(_labs(t, here)) | (set(_labs(t, vm)) if vm else set()))
-        lines.append(f"| {arrow} | {t.event} | {'<br>'.join(labs) or '**none**'} | {verdict(here, t)} |"
+        labs = _labs(t, here) + [lab for lab in (_labs(t, vm) if vm else []) if lab not in _labs(t, here)]
+        shown = "<br>".join(labs[:3]) + (f"<br>(and {len(labs) - 3} more)" if len(labs) > 3 else "")
+        lines.append(f"| {arrow} | {t.event} | {shown or '**none**'} | {verdict(here, t)} |"
                      + (f" {verdict(vm, t)} |" if vm is not None else ""))
     return "\n".join(lines)
