@@ -71,14 +71,11 @@ def run_checks() -> list[Check]:
                         "present (6.11+); tcplab uses the locked route metric rto_min, which works on every kernel"
                         if knobs["net.ipv4.tcp_rto_min_us"] else
                         "absent (kernel < 6.11); tcplab uses the locked route metric rto_min instead", required=False))
-    from ..errors import Unsupported
-    from ..observe.states import StateRecorder
-    try:
-        StateRecorder().close()
-        checks.append(Check("state timeline", True, "sock:inet_sock_set_state through perf_event_open"))
-    except Unsupported as exc:
-        checks.append(Check("state timeline", False, f"{exc.reason}: labs that need the exact sequence of states "
-                            "skip; state checks poll sock_diag", required=False))
+    from ..observe.states import unavailable
+    why = unavailable()
+    checks.append(Check("state timeline", why is None, "sock:inet_sock_set_state through perf_event_open" if why is None
+                        else f"{why}: labs that need the exact sequence of states skip; state checks poll sock_diag",
+                        required=False))
     for tool, pkg in (("bwrap", "bubblewrap"), ("setpriv", "util-linux"), ("prlimit", "util-linux")):
         path = shutil.which(tool)
         checks.append(Check(f"program {tool}", path is not None, path or f"missing: apt-get install {pkg} "

@@ -168,7 +168,6 @@ class BothEnds:
         sub, self._states = self._states, None
         if sub is None:
             return
-        from ..errors import CaptureIncomplete
         try:
             self.state_changes = sub.close()
             self.foreign_state_changes = sub.foreign   # other sockets of the machine, left out
@@ -177,6 +176,27 @@ class BothEnds:
             return
         self.timewait = {(tuple(sk.local), tuple(sk.remote)): sk.state for h in self.topo.hosts
                          for sk in h.tcp_sockets() if sk.state in ("TIME_WAIT", "FIN_WAIT_2")}
+
+    def state_paths(self) -> list[list[str]]:
+        """The textbook path of every connected socket this capture saw change state (listeners
+        left out), one per socket, straight from the kernel's record without building the trace;
+        a socket whose record has a gap is left out (nothing can be claimed of it).  A tuple's
+        timewait socket, if sock_diag shows one, belongs to the tuple's last socket."""
+        from .states import gaps, textbook_path
+        # a socket is its kernel address *and* its tuple: the kernel reuses a freed socket's memory
+        by_sock: dict[tuple, list] = {}
+        for c in self.state_changes or []:
+            if c.remote[1]:
+                by_sock.setdefault((c.sk, c.local, c.remote), []).append(c)
+        last = {key[1:]: key for key, _ in sorted(by_sock.items(), key=lambda kv: kv[1][-1].time)}
+        return [textbook_path(ch, self.timewait.get(key[1:]) if last[key[1:]] == key else None)
+                for key, ch in by_sock.items() if not gaps(ch)]
+
+    def _drop_states(self) -> None:
+        """Stop recording without reading (a capture closed without stop())."""
+        if self._states is not None:
+            self._states.log.unsubscribe(self._states)
+            self._states = None
 
     def _attach_states(self, trace) -> None:
         trace.attach_states(self.state_changes, self.timewait, self.states_unavailable)
@@ -309,9 +329,7 @@ class Capture(BothEnds):
             self._sniffer.stop(join=True)
             self.running = False
         self._close_sockets()
-        if self._states is not None:
-            self._states.log.unsubscribe(self._states)
-            self._states = None
+        self._drop_states()
 
     # -- results -----------------------------------------------------------------------
     @property

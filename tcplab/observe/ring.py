@@ -256,9 +256,7 @@ class RingCapture(BothEnds):
             self._thread.join()
             self.running = False
         self._close_ends()
-        if self._states is not None:
-            self._states.log.unsubscribe(self._states)
-            self._states = None
+        self._drop_states()
 
     # -- results ----------------------------------------------------------------------
     def frames(self, host: str):

@@ -126,7 +126,7 @@ def _online_cpus() -> list[int]:
 
 class StateRecorder:
     """Records every TCP state change of the machine from construction to :meth:`close`;
-    :meth:`changes` returns those of the given addresses."""
+    :meth:`read_new` returns what the kernel wrote since the last call."""
 
     def __init__(self):
         import platform
@@ -138,8 +138,6 @@ class StateRecorder:
         attr = ctypes.create_string_buffer(_attr(self.tp_id), 112)
         self.fds: list[int] = []
         self.maps: list[mmap.mmap] = []
-        self.events: list[StateChange] = []
-        self.lost = 0
         self.page = mmap.PAGESIZE
         import time
         self.offset = min((time.time() - time.monotonic() for _ in range(5)), key=abs)
@@ -157,21 +155,16 @@ class StateRecorder:
             self.close()
             raise
 
-    def drain(self) -> None:
-        """Move every record the kernel has written into :attr:`events`."""
-        events, lost = self.read_new()
-        self.events += events
-        self.lost += lost
-
-    def read_new(self) -> tuple[list[StateChange], int]:
-        """The records the kernel wrote since the last read, and how many it dropped."""
+    def read_new(self, parse: bool = True) -> tuple[list[StateChange], int]:
+        """The records the kernel wrote since the last read, and how many it dropped.  With
+        ``parse=False`` the records are only consumed (nobody wants them): nothing is returned."""
         size = PAGES * self.page
         events: list[StateChange] = []
         lost = 0
         for m in self.maps:
             head = struct.unpack_from("Q", m, 1024)[0]
             tail = struct.unpack_from("Q", m, 1032)[0]
-            while tail < head:
+            while parse and tail < head:
                 off = self.page + tail % size
                 hdr = self._read(m, off, 8, size)
                 rtype, _, rsize = struct.unpack("IHH", hdr)
@@ -182,7 +175,7 @@ class StateRecorder:
                 elif rtype == PERF_RECORD_LOST:
                     lost += struct.unpack_from("QQ", body, 0)[1]
                 tail += rsize
-            struct.pack_into("Q", m, 1032, tail)
+            struct.pack_into("Q", m, 1032, head if not parse else tail)
         return events, lost
 
     def _read(self, m, off: int, n: int, size: int) -> bytes:
@@ -211,15 +204,6 @@ class StateRecorder:
         return StateChange(t_ns / 1e9 + self.offset, NAMES.get(get("oldstate", "i"), "?"), NAMES.get(get("newstate", "i"), "?"),
                            6 if fam == 10 else 4, (src, get("sport", "H")), (dst, get("dport", "H")),
                            get("skaddr", "Q"))
-
-    def changes(self, addresses: set[str]) -> list[StateChange]:
-        """The state changes of sockets whose local address is one of ``addresses`` (a topology's),
-        in time order.  Raises CaptureIncomplete if the kernel dropped records."""
-        self.drain()
-        if self.lost:
-            raise CaptureIncomplete(f"the kernel dropped {self.lost} state-change records (per-CPU buffer of "
-                                    f"{PAGES} pages full)")
-        return sorted((e for e in self.events if e.local[0] in addresses), key=lambda e: e.time)
 
     def close(self) -> None:
         for m in self.maps:
@@ -274,7 +258,7 @@ class StateLog:
 
     def pump(self) -> None:
         with self.lock:
-            events, lost = self.rec.read_new()
+            events, lost = self.rec.read_new(parse=bool(self.subs))
             for sub in self.subs:
                 sub.lost += lost
                 mine = [e for e in events if e.local[0] in sub.addresses]
@@ -313,6 +297,16 @@ def state_log() -> StateLog:
     return _LOG
 
 
+def unavailable() -> str | None:
+    """Why this process cannot read the kernel's state record, or None if it can (the report
+    header and ``tcplab doctor`` say it once)."""
+    try:
+        state_log()
+    except Unsupported as exc:
+        return exc.reason
+    return None
+
+
 def gaps(changes: list[StateChange]) -> list[str]:
     """Where one socket's record breaks (a change that does not start where the previous one
     ended): the kernel did not deliver every change.  Measured: changes made while processing
@@ -326,17 +320,19 @@ def gaps(changes: list[StateChange]) -> list[str]:
     return out
 
 
-def textbook_path(changes: list[StateChange], lingering: str | None = None) -> list[str]:
-    """The states one socket went through, in the textbook's words.  ``lingering``: the state
-    sock_diag shows for the tuple now, if a timewait socket holds it: then the kernel's last
-    ``-> CLOSED`` (the full socket giving way) is ``-> TIME_WAIT``, or, for an orphan's
-    ``FIN_WAIT_2`` timewait socket, no change at all (the connection is still in FIN_WAIT_2)."""
+def textbook_steps(changes: list[StateChange], lingering: str | None = None) -> list[tuple[float, str]]:
+    """``(time, state)`` for each state one socket went through, in the textbook's words; the
+    states before its first logged change have time -inf.  ``lingering``: the state sock_diag
+    shows for the tuple now, if a timewait socket holds it: then the kernel's last ``-> CLOSED``
+    (the full socket giving way) is ``-> TIME_WAIT``, or, for an orphan's ``FIN_WAIT_2`` timewait
+    socket, no change at all (the connection is still in FIN_WAIT_2)."""
     if not changes:
         return []
+    before = float("-inf")
     # A child of a listener is born in SYN_RECV.  Linux 6.18 logs that as LISTEN -> SYN_RECV;
     # 6.1 logs nothing until SYN_RECV -> ESTABLISHED.  Either way it came from LISTEN.
-    path = ["LISTEN"] if changes[0].old == "SYN_RECV" else []
-    path.append(changes[0].old)
+    steps = [(before, "LISTEN")] if changes[0].old == "SYN_RECV" else []
+    steps.append((before, changes[0].old))
     for i, c in enumerate(changes):
         new = c.new
         last = i == len(changes) - 1
@@ -344,5 +340,10 @@ def textbook_path(changes: list[StateChange], lingering: str | None = None) -> l
             new = "TIME_WAIT"
         elif last and new == "CLOSED" and lingering == "FIN_WAIT_2" and c.old == "FIN_WAIT_2":
             continue
-        path.append(new)
-    return path
+        steps.append((c.time, new))
+    return steps
+
+
+def textbook_path(changes: list[StateChange], lingering: str | None = None) -> list[str]:
+    """The states of :func:`textbook_steps`, without their times."""
+    return [state for _, state in textbook_steps(changes, lingering)]

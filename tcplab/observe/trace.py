@@ -297,17 +297,13 @@ class Connection:
         """``(time, side, state)`` for each side's state changes in textbook words (the first at
         -inf: the state before the exchange), for the ladders; empty where the kernel's record is
         not available or has gaps."""
+        from .states import textbook_steps
         try:
             states = self.states()
         except TcplabError:
             return []
-        out = []
-        for side, changes in states.items():
-            if not changes:
-                continue
-            path = self.state_path(side)
-            times = [float("-inf")] * (len(path) - len(changes)) + [c.time for c in changes]
-            out += [(t, side, st) for t, st in zip(times, path)]
+        out = [(t, side, state) for side, changes in states.items()
+               for t, state in textbook_steps(changes, self._timewait.get(side))]
         return sorted(out, key=lambda m: (m[0], m[1]))
 
     def pcap_note(self) -> str:
