@@ -13,7 +13,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import ConfigError
+from ..lab.process import stop_group
 from .assignment import Assignment
+from .results import cannot_grade_here
 
 CSV_FIELDS = ["student", "score", "max_score", "status", "results", "note"]
 
@@ -65,11 +66,6 @@ def find_submissions(assignment: Assignment, paths: Iterable[Path]) -> list[Path
     return out
 
 
-def _own_results(path: Path, output: str, max_score: float = 0.0) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"score": 0, "max_score": max_score, "output": output, "tests": []}, indent=2))
-
-
 def grade_one(assignment: Assignment, submission: Path, out: Path, *, timeout: float = 300.0,
               extra_args: Iterable[str] = ()) -> Graded:
     """Grade one submission into ``out/`` (results.json, the tests' pcaps and ladders, log.txt)."""
@@ -93,12 +89,7 @@ def grade_one(assignment: Assignment, submission: Path, out: Path, *, timeout: f
             try:
                 code = proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGTERM)       # the plugin turns it into a clean stop
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                stop_group(proc, grace=10, kill_wait=None)   # the plugin turns SIGTERM into a clean stop
                 code = None
                 status, note = "timeout", f"grading stopped after {timeout:g} s; unfinished tests score 0"
     finally:
@@ -107,13 +98,13 @@ def grade_one(assignment: Assignment, submission: Path, out: Path, *, timeout: f
         status, note = "error", f"pytest exited with status {code}: see {out / 'log.txt'}"
     if not results.exists():
         tail = (out / "log.txt").read_text(errors="replace")[-800:]
-        _own_results(results, f"the grader could not run the tests (pytest status {code}):\n{tail}")
+        cannot_grade_here(results, f"the grader could not run the tests (pytest status {code}):\n{tail}")
         status = "error" if status == "graded" else status
     data = json.loads(results.read_text())
     if note and status == "timeout":
         data["output"] = note
         results.write_text(json.dumps(data, indent=2))
-    max_score = sum(t.get("max_score", 0) for t in data.get("tests", [])) or data.get("max_score", 0)
+    max_score = sum(t.get("max_score", 0) for t in data.get("tests", []))
     return Graded(student, float(data.get("score", 0)), float(max_score), status, results, note)
 
 
@@ -134,7 +125,7 @@ def grade_many(assignment: Assignment, submissions: list[Path], out: Path, *, jo
                 g = f.result()
             except Exception as exc:  # one submission's trouble never stops the batch
                 res = out / s.name / "results.json"
-                _own_results(res, f"the grader failed on this submission: {exc!r}")
+                cannot_grade_here(res, f"the grader failed on this submission: {exc!r}")
                 g = Graded(s.name, 0.0, 0.0, "error", res, repr(exc))
             done[s.name] = g
             if progress:

@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, Unsupported, check_int
@@ -115,21 +115,6 @@ class Outcome:
         return "\n".join(parts)
 
 
-class _UidLock:
-    """A uid of its own for one sandbox (a :class:`tcplab.claim.Claim`: freed by the kernel when
-    the holder exits, even by SIGKILL, and it leaves no file)."""
-
-    def __init__(self):
-        from ..claim import Claim
-        self._claim = Claim("sandbox-uid", UID_COUNT, start=os.getpid() % UID_COUNT)
-        if self._claim.number is None:
-            raise Unsupported(f"all {UID_COUNT} sandbox uids from {UID_BASE} are in use on this machine")
-        self.uid = UID_BASE + self._claim.number
-
-    def release(self) -> None:
-        self._claim.release()
-
-
 def require_tools() -> None:
     for tool, pkg in (("bwrap", "bubblewrap"), ("setpriv", "util-linux"), ("prlimit", "util-linux")):
         if shutil.which(tool) is None:
@@ -166,8 +151,11 @@ class Sandbox:
         if not submission.is_dir():
             raise ConfigError(f"submission {submission}: no such folder (give the folder with the student's files)")
         self.host, self.caps, self.limits = host, tuple(caps), limits
-        self.lock = _UidLock()
-        self.uid = self.lock.uid
+        from ..claim import Claim
+        self._uid = Claim("sandbox-uid", UID_COUNT, start=os.getpid() % UID_COUNT)   # freed when we exit
+        if self._uid.number is None:
+            raise Unsupported(f"all {UID_COUNT} sandbox uids from {UID_BASE} are in use on this machine")
+        self.uid = UID_BASE + self._uid.number
         self.home = Path(workdir) / "student"
         if self.home.exists():
             shutil.rmtree(self.home)
@@ -222,7 +210,6 @@ class Sandbox:
         """Start ``command`` in the sandbox (``["client.py", "198.18.0.2", "7788"]`` runs that file
         of the submission with the grader's Python)."""
         prog = Program.start(self.host, self.argv(command), name=name)
-        prog.started = time.monotonic()
         self.programs.append(prog)
         return prog
 
@@ -251,7 +238,7 @@ class Sandbox:
                 prog.close(grace=0.5)
             except Exception as exc:  # report, do not hide the other cleanups
                 errors.append(f"stopping {prog}: {exc!r}")
-        self.lock.release()
+        self._uid.release()
         return errors
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from ..errors import Unsupported, WaitTimeout
@@ -22,10 +23,29 @@ def _child_setup() -> None:
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def stop_group(proc: subprocess.Popen, grace: float, kill_wait: float | None = 5.0) -> None:
+    """Stop a process started with ``start_new_session`` and everything in its group: SIGTERM,
+    then SIGKILL if it is still there after ``grace`` seconds (then wait at most ``kill_wait``
+    seconds, None: until it is gone)."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, kill_wait)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 class Program:
     def __init__(self, host, argv: list[str], proc: subprocess.Popen, out: Path, err: Path):
         self.host, self.argv, self.proc = host, argv, proc
         self.stdout_path, self.stderr_path = out, err
+        self.started = time.monotonic()     # a wall-clock limit counts from here
 
     @classmethod
     def start(cls, host, argv: list[str], *, stdin: bytes | None = None, env: dict | None = None,
@@ -69,17 +89,7 @@ class Program:
 
     def close(self, grace: float = 2.0) -> None:
         """Stop the program (SIGTERM to its process group, SIGKILL after ``grace`` seconds)."""
-        if self.proc.poll() is None:
-            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.proc.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        stop_group(self.proc, grace)
         if self.proc.stdin and not self.proc.stdin.closed:
             self.proc.stdin.close()
 
