@@ -246,21 +246,21 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("the benchmark builds namespaces: run  sudo .venv/bin/python bench/fixture_setup.py")
-    work = tempfile.mkdtemp(prefix="tcplab-bench-")
-    ours(work)  # warm-up: imports, first netlink sockets
-    baseline(work, "warm")
-    floor(work)
-    t_ours, t_base, t_floor = [], [], []
-    for i in range(args.rounds):
-        t0 = time.perf_counter()
-        ours(work)
-        t_ours.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tcplab-bench-") as work:
+        ours(work)  # warm-up: imports, first netlink sockets
+        baseline(work, "warm")
         floor(work)
-        t_floor.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        baseline(work, f"{os.getpid()}{i}")
-        t_base.append(time.perf_counter() - t0)
+        t_ours, t_base, t_floor = [], [], []
+        for i in range(args.rounds):
+            t0 = time.perf_counter()
+            ours(work)
+            t_ours.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            floor(work)
+            t_floor.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            baseline(work, f"{os.getpid()}{i}")
+            t_base.append(time.perf_counter() - t0)
     mo, mb, mf = statistics.median(t_ours), statistics.median(t_base), statistics.median(t_floor)
     print(f"rounds: {args.rounds} (interleaved)")
     for name, t in (("tcplab", t_ours), ("floor", t_floor), ("ip-cli", t_base)):

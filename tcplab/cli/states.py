@@ -54,17 +54,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("pytest_args", nargs="*", default=["-n", "2", "--tcplab-slow"])
     a = ap.parse_args(argv)
     from ..report.statediagram import TRANSITIONS, diagram_svg, observed, table_md
-    from .coverage import run_labs
-    junit = a.junit or run_labs(a.pytest_args)
-    if not junit.is_file():
-        ap.error(f"--junit {junit}: no such file")
+    from .coverage import labs_junit
+    if a.junit and not a.junit.is_file():
+        ap.error(f"--junit {a.junit}: no such file")
     vm, label = None, None
     if a.also:
         label, sep, path = a.also.partition("=")
         if not sep or not Path(path).is_file():
             ap.error(f"--also {a.also!r}: give LABEL=PATH to an existing JUnit XML file")
         vm = observed(Path(path))
-    here = observed(junit)
+    with labs_junit(a.junit, a.pytest_args) as junit:
+        if not junit.is_file():
+            ap.error(f"the labs wrote no JUnit XML ({junit}): see their output above")
+        here = observed(junit)
     svg_path = a.svg or a.out.with_suffix(".svg")
     kernel = platform.release()
     a.out.parent.mkdir(parents=True, exist_ok=True)

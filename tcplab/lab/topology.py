@@ -20,6 +20,7 @@ or ND in a trace), ``lo`` up, offloads off (real segments, real checksums) and p
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import struct
 import tempfile
@@ -305,7 +306,9 @@ class Host:
 class Topology:
     """Client and server hosts joined by an impairable wire.  Use as a context manager.
 
-    ``workdir`` is where captures and program output go (a fresh temporary directory by default).
+    ``workdir`` is where captures and program output go, and where they stay.  Without one, a
+    temporary folder of the topology's own holds them and is removed by :meth:`close`: pass a
+    ``workdir`` to keep the pcaps.
     """
 
     def __init__(self, *, workdir: str | os.PathLike | None = None, seed: int | None = None):
@@ -313,12 +316,13 @@ class Topology:
         self.seed = seed
         self.captures: list = []
         self.pollers: list = []        # StatePoller objects started on this topology's hosts
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="tcplab-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self._namespaces: list[Namespace] = []
         self.impairments = None
         self.subnet = Subnet()
+        self._own_workdir = workdir is None
         try:
+            self.workdir = Path(tempfile.mkdtemp(prefix="tcplab-")) if workdir is None else Path(workdir)
+            self.workdir.mkdir(parents=True, exist_ok=True)
             # Three threads unshare in parallel.
             c_ns, s_ns, w_ns = (Namespace(n) for n in (CLIENT, SERVER, "wire"))
             self._namespaces = [c_ns, s_ns, w_ns]
@@ -487,6 +491,8 @@ class Topology:
             errors += ns.close()
         self._namespaces = []
         self.subnet.release()
+        if self._own_workdir and hasattr(self, "workdir"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
         if errors:
             raise TcplabError("clean-up failed:\n  " + "\n  ".join(errors))
 

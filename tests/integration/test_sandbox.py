@@ -62,41 +62,56 @@ def root_namespace() -> dict:
     return {"links": run("ip", "-o", "link", "show"), "routes": run("ip", "route", "show", "table", "all"),
             "routes6": run("ip", "-6", "route", "show", "table", "all"), "netns": run("ip", "netns", "list"),
             "nft": run("nft", "list", "ruleset") if Path("/usr/sbin/nft").exists() else "",
-            "forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(), "shm": sorted(os.listdir("/dev/shm"))}
+            "forward": Path("/proc/sys/net/ipv4/ip_forward").read_text()}
 
 
-def leftovers(work: Path) -> list[str]:
-    """Processes of this batch's sandboxes still alive: a sandbox uid, and a mount of this test's
-    folder (each sandbox's home is bound from it), so other tests' sandboxes do not count."""
+def leftovers(work: Path, uids=range(61000, 62000)) -> list[str]:
+    """Processes of this batch's sandboxes still alive: a sandbox uid (rootless: the user's), and a
+    mount of this test's folder (each sandbox's home is bound from it), so other tests' sandboxes
+    do not count."""
     out = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
             uid = int((d / "status").read_text().split("\nUid:")[1].split()[0])
-            if 61000 <= uid < 62000 and str(work) in (d / "mountinfo").read_text():
+            if uid in uids and str(work) in (d / "mountinfo").read_text():
                 out.append(f"pid {d.name} uid {uid}: {(d / 'cmdline').read_bytes()[:80]!r}")
         except (OSError, IndexError):
             continue
     return out
 
 
-def tmp_entries() -> set:
-    """/tmp, without what pytest and the other tests of this suite make there while they run."""
-    return {p for p in os.listdir("/tmp") if not p.startswith(("pytest-of-", "tcplab-faults-", "tmp"))}
+SANDBOX_UIDS = range(61000, 62000)
 
 
-def test_hostile_submissions_score_zero_and_leave_nothing(tmp_path):
-    subs = tmp_path / "class"
+def sandbox_files() -> list[str]:
+    """Files a sandboxed program could have left in the machine's shared temporary folders: only
+    a sandbox uid can write there from inside, so only its files are looked for (other tests
+    write there too as root, at the same moment)."""
+    out = []
+    for top in ("/tmp", "/var/tmp", "/dev/shm", "/run"):
+        for folder, dirs, files in os.walk(top):
+            for name in dirs + files:
+                path = os.path.join(folder, name)
+                try:
+                    if os.lstat(path).st_uid in SANDBOX_UIDS:
+                        out.append(path)
+                except OSError:
+                    continue
+    return out
+
+
+def write_class(folder: Path) -> Path:
+    """One folder per hostile submission (and the honest one)."""
     for name, code in HOSTILE.items():
-        (subs / name).mkdir(parents=True)
-        (subs / name / "run.py").write_text(code)
-    before, files_before = root_namespace(), tmp_entries()
-    out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "tcplab", "grade", str(ASSIGNMENT), str(subs), "--out", str(out),
-                        "-j", "2"], capture_output=True, text=True, timeout=300)
-    after, files_after = root_namespace(), tmp_entries()
-    assert r.returncode == 0, r.stderr
+        (folder / name).mkdir(parents=True)
+        (folder / name / "run.py").write_text(code)
+    return folder
+
+
+def check_hostile_grades(out: Path) -> None:
+    """Each hostile submission scored 0 with what it did in its feedback; the honest one 1."""
     grades = {row["student"]: row for row in csv.DictReader(open(out / "grades.csv"))}
     assert set(grades) == set(HOSTILE)
     assert grades["honest"]["score"] == "1", "the honest submission in the same batch lost its point"
@@ -122,14 +137,33 @@ def test_hostile_submissions_score_zero_and_leave_nothing(tmp_path):
         assert f"opened {p}\n" not in snoop + "\n", snoop
     assert "opened /tmp/escape" in snoop            # its own /tmp, gone with the sandbox
     assert not (Path("/tmp") / "escape").exists()
-    # nothing left: the root namespace as it was, no sandbox process, no file outside the work folders
+
+
+def test_hostile_submissions_score_zero_and_leave_nothing(tmp_path):
+    subs = write_class(tmp_path / "class")
+    # The grader's own temporary files (as root) go under a TMPDIR of this test's, so that they
+    # can be told apart from the other tests'.
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    before = root_namespace()
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "tcplab", "grade", str(ASSIGNMENT), str(subs), "--out", str(out),
+                        "-j", "2"], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "TMPDIR": str(tmpdir)})
+    after = root_namespace()
+    assert r.returncode == 0, r.stderr
+    check_hostile_grades(out)
+    # nothing left: the root namespace as it was, no sandbox process, no sandbox file, and of the
+    # grader's temporary files none
     assert after == before
     assert leftovers(tmp_path) == []
-    assert files_after == files_before
+    assert sandbox_files() == []
+    assert list(tmpdir.iterdir()) == []
 
 
-def test_the_leftover_check_sees_a_running_sandbox(tmp_path):
-    """The check above can fail: while a sandboxed program runs, it is found; once stopped, not."""
+def test_the_leftover_checks_see_a_running_sandbox_and_its_files(tmp_path):
+    """The checks above can fail: while a sandboxed program runs, it is found, once stopped, not;
+    a file a sandbox uid leaves in /dev/shm is found."""
     from tcplab import Sandbox, Topology, until
     sub = tmp_path / "sub"
     sub.mkdir()
@@ -141,6 +175,13 @@ def test_the_leftover_check_sees_a_running_sandbox(tmp_path):
         box.close()
         prog.proc.wait(5)
         until(lambda: leftovers(tmp_path) == [], 5, "the sandbox's processes to be gone")
+    planted = Path("/dev/shm") / f"tcplab-test-{os.getpid()}"
+    planted.write_text("x")
+    try:
+        os.chown(planted, 61999, 61999)
+        assert str(planted) in sandbox_files()
+    finally:
+        planted.unlink()
 
 
 def test_sandbox_refuses_bad_settings(tmp_path):

@@ -1,5 +1,7 @@
 """The topology on the real kernel: addresses, neighbours, offloads, settings, clean-up."""
 import os
+import tempfile
+from pathlib import Path
 
 from pyroute2 import IPRoute
 
@@ -21,6 +23,23 @@ def test_root_namespace_is_never_changed(tmp_path):
         during = root_state()
         topo.impair(drops=[])
     assert before == during == root_state()
+
+
+def test_a_topology_removes_its_own_folder_and_keeps_a_given_one(tmp_path):
+    """Without a workdir, the pcaps live in a temporary folder of the topology's own, gone after
+    close(); a workdir the caller gives keeps them."""
+    def run(**kw):
+        with Topology(**kw) as topo:
+            srv = topo.server.listen(7788)
+            with topo.capture() as cap:
+                topo.client.connect(srv.address)
+                srv.accept()
+            assert all(p.stat().st_size > 24 for p in cap.paths.values())
+            return topo.workdir, set(cap.paths.values())
+    own, pcaps = run()
+    assert own.parent == Path(tempfile.gettempdir()) and not own.exists()
+    kept, pcaps = run(workdir=tmp_path / "keep")
+    assert kept == tmp_path / "keep" and all(p.exists() for p in pcaps)
 
 
 def test_hosts_have_addresses_static_neighbours_and_pinned_settings(topology):
