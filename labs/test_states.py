@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from tcplab import Conn, Drop, StatePoller, until
+from tcplab import Drop, StatePoller, until
 
 PORT = 7788
 
@@ -76,14 +76,11 @@ def test_simultaneous_open(hosts, family):
     two SYNs cross on the wire, each end answers the other's SYN with a SYN-ACK, and each goes
     SYN_SENT -> SYN_RECV -> ESTABLISHED: two SYNs, two SYN-ACKs, then (Linux) an ACK of each
     SYN-ACK."""
-    a_addr, b_addr = (hosts.client.addr(family), 5001), (hosts.server.addr(family), 5002)
     # the first SYN-ACK each way is lost, so each end stays in SYN_RECV until it is sent again
     # (1 s): long enough for sock_diag to see it on any machine
     hosts.impair(drops=[Drop(">", "S."), Drop("<", "S.")])
     with hosts.capture() as cap:
-        hosts.cross_next()
-        a = Conn.connect(hosts.client, b_addr, wait=False, port=5001)
-        b = Conn.connect(hosts.server, a_addr, wait=False, port=5002)
+        a, b = hosts.simultaneous_open(family, ports=(5001, 5002))
         poll = StatePoller({"client": (hosts.client, a.local, a.peer), "server": (hosts.server, b.local, b.peer)})
         a.wait_connected(5)
         b.wait_connected(5)
@@ -319,7 +316,7 @@ def test_new_syn_reuses_a_time_wait_pair(hosts, family):
     client.close()
     hosts.server.wait_state(peer.local, peer.peer, "TIME_WAIT")
     with hosts.capture() as cap:
-        again = Conn.connect(hosts.client, (hosts.server.addr(family), PORT), port=cport)
+        again = hosts.client.connect((hosts.server.addr(family), PORT), port=cport)
         listener = [s for s in hosts.server.tcp_sockets() if s.state == "LISTEN"]
         assert listener
         assert hosts.server.tcp_state(peer.local, peer.peer) == "ESTABLISHED"   # the pair is in use again
@@ -359,15 +356,12 @@ def test_close_during_a_simultaneous_open(hosts, family, record_property):
     for h in hosts.hosts:
         h.rto_min(1000)
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
-    a_addr, b_addr = (hosts.client.addr(family), 5001), (hosts.server.addr(family), 5002)
     # the server's SYN-ACK, its ACK of the client's SYN-ACK and its ACK of the FIN are lost once:
     # each would end the client's state too soon for a slow machine's poller; now SYN_RECV lasts
     # until the lab's shutdown, and FIN_WAIT_1 until the client sends its SYN-ACK again (1 s)
     hosts.impair(drops=[Drop("<", "S."), Drop("<", ".", payload=False, count=2)])
     with hosts.capture() as cap:
-        hosts.cross_next()
-        a = Conn.connect(hosts.client, b_addr, wait=False, port=5001)
-        b = Conn.connect(hosts.server, a_addr, wait=False, port=5002)
+        a, b = hosts.simultaneous_open(family, ports=(5001, 5002))
         poll = StatePoller({"client": (hosts.client, a.local, a.peer)})
         # the lab itself ends SYN_RECV (shutdown), so this wait, not the poller, is what sees it
         assert hosts.client.wait_state(a.local, a.peer, "SYN_RECV") == "SYN_RECV"

@@ -56,21 +56,29 @@ class Conn:
     @classmethod
     def connect(cls, host, address: tuple, *, timeout: float = 5.0, wait: bool = True,
                 port: int = 0) -> "Conn":
-        ip = address[0]
-        fam = 6 if ":" in ip else 4
-        s = host.socket(fam)
-        if port:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host.addr(fam), port))
-        s.setblocking(False)
-        err = s.connect_ex(tuple(address[:2]))
-        if err not in (0, errno.EINPROGRESS):
-            raise OSError(err, f"connect to {address} from {host.name}: {os.strerror(err)}")
-        c = cls(host, s)
-        c.peer = tuple(address[:2])
+        c = cls.bound(host, 6 if ":" in address[0] else 4, port)
+        c.start(address)
         if wait:
             c.wait_connected(timeout)
         return c
+
+    @classmethod
+    def bound(cls, host, family: int, port: int = 0) -> "Conn":
+        """A socket of ``host`` bound to ``port`` (0: any), not connected yet: :meth:`start`."""
+        s = host.socket(family)
+        if port:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host.addr(family), port))
+        s.setblocking(False)
+        return cls(host, s)
+
+    def start(self, address: tuple) -> "Conn":
+        """Send the SYN to ``address`` and return at once (SYN_SENT until the handshake completes)."""
+        err = self.sock.connect_ex(tuple(address[:2]))
+        if err not in (0, errno.EINPROGRESS):
+            raise OSError(err, f"connect to {address} from {self.host.name}: {os.strerror(err)}")
+        self.peer = tuple(address[:2])
+        return self
 
     def wait_connected(self, timeout: float = 5.0) -> "Conn":
         """Block until the handshake completes.  A failed connect raises OSError with its errno

@@ -429,6 +429,20 @@ class Topology:
                 return
         raise TcplabError("cross_next: the wire's token buckets never queued a filler frame")
 
+    def simultaneous_open(self, family: Any = 4, ports: tuple[int, int] = (5001, 5002)):
+        """Both hosts connect to each other at once, with no listener: the client from
+        ``ports[0]`` to the server's ``ports[1]`` and the other way round.  The wire holds the next
+        segment each way (:meth:`cross_next`), both sockets are made and bound first, and the two
+        connect() calls follow each other directly, so the two SYNs cross on the wire even on a
+        slow machine.  Returns the two :class:`~tcplab.Conn` (client's, server's), not yet connected."""
+        from .sockets import Conn
+        fam = family_of(family)
+        self.cross_next()
+        a, b = Conn.bound(self.client, fam, ports[0]), Conn.bound(self.server, fam, ports[1])
+        a.start((self.server.addr(fam), ports[1]))
+        b.start((self.client.addr(fam), ports[0]))
+        return a, b
+
     def held(self) -> int:
         """How many frames the wire holds back right now (after :meth:`cross_next`; else 0)."""
         if not getattr(self, "_tbf", False):
