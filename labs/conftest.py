@@ -1,19 +1,11 @@
-import os
-
 import pytest
 
 
 def pytest_sessionstart(session):
-    if os.geteuid() != 0:
-        pytest.exit("tcplab labs build network namespaces and need root: run  sudo .venv/bin/python -m pytest labs/",
-                    returncode=4)
-    # Root is not enough in a container without privileges: try once, fail once, with the fix.
-    from tcplab.lab.netns import Namespace, NamespaceError
-    ns = Namespace("preflight")
-    try:
-        ns.wait_created()  # raises if unshare() was refused
-    except NamespaceError as exc:
-        pytest.exit(f"tcplab cannot create network namespaces here: {exc}. In Docker use --privileged "
-                    "(or --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW)", returncode=4)
-    finally:
-        ns.close()
+    """Before xdist's workers start: where no lab network can be built, stop in one line with the
+    ways that work (the plugin's collection check does the same for runs without -n)."""
+    plugin = session.config.pluginmanager.get_plugin("tcplab") or \
+        session.config.pluginmanager.get_plugin("fixtures.plugin")
+    access = session.config.stash[plugin.ACCESS]
+    if not access.ok:
+        pytest.exit(plugin.no_lab_here(access), returncode=4)

@@ -16,12 +16,21 @@ class Check:
     required: bool = True
 
 
-def run_checks() -> list[Check]:
-    checks = [Check("root", os.geteuid() == 0,
-                    "running as root" if os.geteuid() == 0 else
-                    "not root: run  sudo .venv/bin/python -m tcplab doctor  (labs need CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW)")]
-    if os.geteuid() != 0:
-        return checks
+def run_checks(access=None) -> list[Check]:
+    """``access``: how this process builds labs (:func:`tcplab.lab.where.arrange`, which may enter a
+    user namespace: call it before any thread starts)."""
+    from ..lab import where
+    access = access or where.arrange()
+    if not access.ok:
+        from .grade import vm_missing
+        missing = vm_missing()
+        if missing is None:
+            return [Check("mode", True, f"vm: no lab network can be built here ({access.why}), so labs run in "
+                          f"the VM: pytest --tcplab-vm labs/  (tcplab grade uses it by itself; {where.LIMITS['vm']})")]
+        return [Check("mode", False, f"no lab network can be built here ({access.why}); run as root "
+                      f"(sudo; in Docker: --privileged), or install the VM (sudo ci/setup --vm): {missing}")]
+    checks = [Check("mode", True, f"{access.mode}" + (f" (cannot here: {where.LIMITS[access.mode]})"
+                                                       if where.LIMITS[access.mode] else ""))]
     from ..lab.netns import Namespace
     try:
         with Namespace("doctor") as ns:
@@ -98,10 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         mark = "OK     " if c.ok else ("MISSING" if c.required else "absent ")
         print(f"  {mark} {c.name}: {c.detail}")
     ready = all(c.ok for c in checks if c.required)
-    if ready:
+    if ready and checks[0].detail.startswith("vm:"):
+        print("labs can run in the VM: pytest --tcplab-vm labs/")
+    elif ready:
         print(f"  backend for statistical impairments: {chosen_backend()} "
               f"(override with TCPLAB_BACKEND=netem|nft or --tcplab-backend)")
-        print("labs can run: sudo .venv/bin/python -m pytest labs/")
+        print("labs can run: pytest labs/  (as root, or as yourself: rootless where user namespaces work)")
     else:
         print("labs cannot run until the MISSING items are fixed (sudo ci/setup installs the packages)")
     return 0 if ready else 4

@@ -25,11 +25,18 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+from ..lab.where import GUEST_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ("veth", "bridge", "sch_netem", "sch_tbf", "nf_tables", "nft_numgen", "nft_meta_bridge", "inet_diag",
            "tcp_diag", "virtio_pci", "9pnet_virtio", "9p")
+#: a kernel without these still boots the labs that do not need them (Ubuntu keeps sch_netem in
+#: linux-modules-extra; grading needs none of them); the netem labs then skip, or fail with --netem
+OPTIONAL_MODULES = ("sch_netem",)
 NETEM_SELECTION = ("tests/integration/test_impair.py", "labs/test_loss.py", "labs/test_handshake.py",
                    "labs/test_close.py", "labs/test_states.py")
 
@@ -85,8 +92,14 @@ def kernel_version(image: Path) -> str:
 
 
 def default_kernel() -> Path:
-    """The newest /boot/vmlinuz-* whose modules include sch_netem, preferring one that is not the
-    running kernel (the point is a second kernel; on Ubuntu it may be the only one)."""
+    """``TCPLAB_VM_KERNEL`` if set, else the newest /boot/vmlinuz-* whose modules include veth,
+    bridge and nf_tables, preferring one with sch_netem and one that is not the running kernel
+    (the point is a second kernel; on Ubuntu it may be the only one)."""
+    given = os.environ.get("TCPLAB_VM_KERNEL")
+    if given:
+        if not Path(given).is_file():
+            raise VMError(f"TCPLAB_VM_KERNEL={given}: no such kernel image")
+        return Path(given)
     running = os.uname().release
     found = []
     for img in Path("/boot").glob("vmlinuz-*"):
@@ -94,14 +107,15 @@ def default_kernel() -> Path:
             kv = kernel_version(img)
         except VMError:
             continue
-        if list(Path(f"/lib/modules/{kv}").rglob("sch_netem.ko*")):
-            found.append(img)
-    others = [img for img in found if kernel_version(img) != running]
-    found = others or found
+        mods = Path(f"/lib/modules/{kv}")
+        if all(list(mods.rglob(f"{m}.ko*")) for m in ("veth", "bridge", "nf_tables")):
+            found.append((bool(list(mods.rglob("sch_netem.ko*"))), kv != running, img))
     if not found:
-        raise VMError("no kernel image with sch_netem under /boot: run  sudo ci/setup --vm  "
-                      "(installs Debian's linux-image-amd64 and QEMU), or pass --kernel")
-    return sorted(found, key=lambda p: [int(x) if x.isdigit() else x for x in re.split(r"[.-]", p.name)])[-1]
+        raise VMError("no kernel image with its modules under /boot: run  sudo ci/setup --vm  (installs QEMU "
+                      "and Debian's linux-image-amd64, or Ubuntu's linux-image-generic), or set TCPLAB_VM_KERNEL")
+    def version(p: Path):
+        return [int(x) if x.isdigit() else x for x in re.split(r"[.-]", p.name)]
+    return max(found, key=lambda f: (f[0], f[1], version(f[2])))[2]
 
 
 def scratch_dir(*keep: Path) -> str:
@@ -122,6 +136,8 @@ def build_initramfs(kver: str, dest: Path, scratch: str = "/run") -> Path:
     files: dict[str, bytes] = {}
     for mod in MODULES:
         r = subprocess.run(["modprobe", "-S", kver, "--show-depends", mod], capture_output=True, text=True)
+        if r.returncode != 0 and mod in OPTIONAL_MODULES:
+            continue
         if r.returncode != 0:
             raise VMError(f"kernel {kver} has no module {mod}: {r.stderr.strip()}")
         for line in r.stdout.splitlines():
@@ -160,39 +176,79 @@ def kvm_usable() -> tuple[bool, str]:
     return True, "KVM"
 
 
-def run_vm(kernel: Path, pytest_args: list[str], *, env: dict[str, str], timeout: float,
-           boot_timeout: float, junit: Path | None, keep: bool, accel: str, memory: str,
-           artifacts: Path | None = None) -> int:
+@dataclass
+class Guest:
+    """What the guest runs: ``argv`` from ``cwd`` (host paths: the guest sees the host's root
+    read-only at the same paths), with ``env``.  ``{results}`` in an argument is the guest's
+    path of the read-write share; the host reads what was written there in ``collect(folder)``
+    before the VM's work folder goes."""
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+    collect: Callable[[Path], None] | None = None
+
+
+def pytest_guest(pytest_args: list[str], *, cwd: Path = REPO, env: dict[str, str] | None = None,
+                 junit: Path | None = None, artifacts: Path | None = None, python: str | None = None) -> Guest:
+    """pytest in the guest, its JUnit XML and failed tests' artifacts copied back."""
+    def collect(results: Path) -> None:
+        if junit and (results / "junit.xml").exists():
+            junit.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(results / "junit.xml", junit)
+        if artifacts and (results / "artifacts").is_dir():
+            shutil.copytree(results / "artifacts", artifacts, dirs_exist_ok=True)
+            print(f"[tcplab vm] pcaps and failure text of the failed tests: {artifacts}", flush=True)
+    argv = [python or guest_python(), "-m", "pytest", *pytest_args, "--junitxml={results}/junit.xml",
+            "--tcplab-artifacts={results}/artifacts"]
+    return Guest(argv, cwd, dict(env or {}), collect)
+
+
+def guest_python() -> str:
+    """The interpreter the guest runs: this checkout's venv, else this one (the guest shares the
+    host's root, so any interpreter of the host runs there unchanged)."""
+    venv = REPO / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def run_vm(kernel: Path, guest: Guest, *, timeout: float, boot_timeout: float, keep: bool = False,
+           accel: str = "auto", memory: str = "", cpus: int = 0, artifacts: Path | None = None) -> int:
+    """Boot ``kernel``, run ``guest`` in it, return its exit status.  Every wait is bounded."""
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         raise VMError("qemu-system-x86_64 is missing: run  sudo ci/setup --vm")
+    if not os.access(kernel, os.R_OK):
+        raise VMError(f"cannot read the kernel image {kernel} (Ubuntu keeps them root-only): copy it where "
+                      "you can read it and pass --kernel PATH (or TCPLAB_VM_KERNEL=PATH)")
+    memory = memory or os.environ.get("TCPLAB_VM_MEMORY") or default_memory()
+    cpus = cpus or int(os.environ.get("TCPLAB_VM_CPUS") or 0) or default_cpus()
     kver = kernel_version(kernel)
     work = Path(tempfile.mkdtemp(prefix="tcplab-vm-"))
     results = work / "results"
     results.mkdir()
     try:
         t0 = time.monotonic()
-        python = REPO / ".venv" / "bin" / "python"
-        scratch = scratch_dir(REPO, python.resolve() if python.exists() else python)
+        python = Path(guest.argv[0])
+        scratch = scratch_dir(guest.cwd, REPO, python.resolve() if python.exists() else python)
         initrd = build_initramfs(kver, work / "initramfs.cpio", scratch)
         if accel == "auto":
             ok, why = kvm_usable()
             accel = "kvm" if ok else "tcg"
             print(f"[tcplab vm] accelerator: {accel} ({why})", flush=True)
+        shared = f"{scratch}/tcplab-results"
+        env = {**guest.env, GUEST_ENV: "1"}
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        args = " ".join(shlex.quote(a) for a in pytest_args)
+        command = " ".join(shlex.quote(a.replace("{results}", shared)) for a in guest.argv)
         (results / "run.sh").write_text(f"""
 export HOME={scratch}/tmp TMPDIR={scratch}/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 PY_COLORS=0 {exports}
-cd {shlex.quote(str(REPO))}
-echo "[guest] kernel $(uname -r), python $(.venv/bin/python -c 'import sys; print(sys.version.split()[0])')"
-.venv/bin/python -m tcplab doctor
-.venv/bin/python -m pytest {args} --junitxml={scratch}/tcplab-results/junit.xml --tcplab-artifacts={scratch}/tcplab-results/artifacts
+cd {shlex.quote(str(guest.cwd))}
+echo "[guest] kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {{print int($2/1024)}}' /proc/meminfo) MiB; running: {command.replace('"', '')}"
+{command}
 rc=$?
-echo $rc > {scratch}/tcplab-results/exit_code
+echo $rc > {shared}/exit_code
 exit $rc
 """)
         cpu = "host" if accel == "kvm" else "max"
-        cmd = [qemu, "-machine", f"q35,accel={accel}", "-cpu", cpu, "-smp", "2", "-m", memory,
+        cmd = [qemu, "-machine", f"q35,accel={accel}", "-cpu", cpu, "-smp", str(cpus), "-m", memory,
                "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic", "none",
                "-kernel", str(kernel), "-initrd", str(initrd),
                "-append", "console=ttyS0 quiet panic=-1 loglevel=3",
@@ -200,7 +256,8 @@ exit $rc
                "-device", "virtio-9p-pci,fsdev=hr,mount_tag=hostroot",
                "-fsdev", f"local,id=rs,path={results},security_model=none,multidevs=remap",
                "-device", "virtio-9p-pci,fsdev=rs,mount_tag=results"]
-        print(f"[tcplab vm] booting {kernel} ({kver}) with {accel.upper()}; pytest {args}", flush=True)
+        print(f"[tcplab vm] booting {kernel} ({kver}) with {accel.upper()}, {cpus} CPU(s), {memory} "
+              f"of memory{' (emulated CPU: expect a slow run)' if accel == 'tcg' else ''}", flush=True)
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         up = threading.Event()
@@ -243,23 +300,102 @@ exit $rc
         elif "exit" in status:
             rc = status["exit"]
         else:
-            raise VMError(f"the guest ended without a pytest result; console log kept at {work / 'console.log'}")
-        if junit and (results / "junit.xml").exists():
-            junit.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(results / "junit.xml", junit)
-        if artifacts and (results / "artifacts").is_dir():
-            shutil.copytree(results / "artifacts", artifacts, dirs_exist_ok=True)
-            print(f"[tcplab vm] pcaps and failure text of the failed tests: {artifacts}", flush=True)
-        print(f"[tcplab vm] kernel {kver}: pytest exit {rc}; VM wall time {wall:.1f} s", flush=True)
+            raise VMError(f"the guest ended without a result; console log kept at {work / 'console.log'}")
+        if guest.collect:
+            guest.collect(results)
+        print(f"[tcplab vm] kernel {kver}: exit {rc}; VM wall time {wall:.1f} s", flush=True)
         return rc
-    except VMError:
-        keep = True
-        raise
+    except VMError as exc:
+        # The console log is this failure's artifact: it goes to --artifacts when given, else the
+        # work folder is kept (and named) for it.
+        log_path = work / "console.log"
+        if artifacts is None or not log_path.exists():
+            keep = True
+            raise
+        artifacts.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log_path, artifacts / "console.log")
+        raise VMError(str(exc).replace(str(log_path), str(artifacts / "console.log"))) from None
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"[tcplab vm] kept {work}", flush=True)
+
+
+def own_cgroup(controller: str) -> Path | None:
+    """This process's cgroup folder: of a cgroup v1 ``controller``, else of the unified hierarchy."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, names, path = line.split(":", 2)
+        if controller in names.split(","):
+            return Path("/sys/fs/cgroup", controller, path.lstrip("/"))
+    for line in lines:
+        if line.startswith("0::"):
+            return Path("/sys/fs/cgroup", line[3:].lstrip("/"))
+    return None
+
+
+def cgroup_limits() -> tuple[float | None, int | None]:
+    """(CPUs, bytes) this process may use by its cgroups' limits (None: no limit)."""
+    cpus = mem = None
+    d = own_cgroup("cpu")
+    try:
+        if d and (d / "cpu.max").exists():
+            q, period = (d / "cpu.max").read_text().split()
+            cpus = None if q == "max" else int(q) / int(period)
+        elif d:
+            q = int((d / "cpu.cfs_quota_us").read_text())
+            cpus = None if q < 0 else q / int((d / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        pass
+    d = own_cgroup("memory")
+    try:
+        if d and (d / "memory.max").exists():
+            text = (d / "memory.max").read_text().strip()
+            mem = None if text == "max" else int(text)
+        elif d:
+            mem = int((d / "memory.limit_in_bytes").read_text())
+            mem = None if mem >= 1 << 60 else mem
+    except (OSError, ValueError):
+        pass
+    return cpus, mem
+
+
+def default_cpus() -> int:
+    """Two CPUs, or one where this process may use less than two (a cgroup's CPU quota, as in a
+    course platform's container): a second emulated CPU would only compete for the same time."""
+    quota, _ = cgroup_limits()
+    usable = float(len(os.sched_getaffinity(0)))
+    if quota is not None:
+        usable = min(usable, quota)
+    return 2 if usable >= 2 else 1
+
+
+def default_memory() -> str:
+    """1 GiB, or less where a cgroup limits this process's memory (QEMU's own pages, the grader
+    and the host's page cache come on top of the guest's): the limit less 320 MiB, at least 384 MiB."""
+    _, limit = cgroup_limits()
+    mib = 1024
+    if limit is not None:
+        mib = max(384, min(mib, limit // 2**20 - 320))
+    return f"{mib}M"
+
+
+def pytest_in_vm(pytest_args: list[str], *, cwd: Path) -> int:
+    """``pytest ... --tcplab-vm``: the session in the VM, announced in one line; pytest's exit status."""
+    try:
+        kernel = default_kernel()
+        print(f"[tcplab vm] running this pytest session in a VM (kernel {kernel_version(kernel)}): booting takes "
+              "seconds, and without KVM the labs run several times slower", flush=True)
+        env = {k: v for k, v in os.environ.items() if k.startswith("TCPLAB_") and k != "TCPLAB_VM"}
+        return run_vm(kernel, pytest_guest(pytest_args, cwd=cwd, env=env, python=sys.executable),
+                      timeout=float(os.environ.get("TCPLAB_VM_TIMEOUT") or 3600), boot_timeout=180)
+    except VMError as exc:
+        print(f"[tcplab vm] ERROR: {exc}", file=sys.stderr, flush=True)
+        return 4
 
 
 def junit_counts(path: Path) -> dict[str, int]:
@@ -277,7 +413,9 @@ def main(argv: list[str]) -> int:
                     help="the CI preset: impairment tests and loss labs with the netem backend forced, "
                          "and any skip counted as a failure")
     ap.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    ap.add_argument("--memory", default="2G")
+    ap.add_argument("--memory", default="", help="the guest's memory (default 1G, less under a cgroup memory limit; env TCPLAB_VM_MEMORY)")
+    ap.add_argument("--cpus", type=int, default=0,
+                    help="the guest's CPUs (default 2, or 1 where a CPU quota allows less; env TCPLAB_VM_CPUS)")
     ap.add_argument("--timeout", type=float, default=2400, help="seconds for the whole VM run")
     ap.add_argument("--boot-timeout", type=float, default=180, help="seconds until the guest must be up")
     ap.add_argument("--junit", type=Path, help="copy the guest's JUnit XML here")
@@ -286,10 +424,6 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the VM's work directory (console log, results)")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: pytest arguments")
     a = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        print("the VM run needs root (the guest builds namespaces as root): sudo .venv/bin/python -m tcplab vm ...",
-              file=sys.stderr)
-        return 4
     extra = [x for x in a.pytest_args if x != "--"]
     env: dict[str, str] = {}
     if a.netem:
@@ -297,31 +431,34 @@ def main(argv: list[str]) -> int:
         extra = extra or [*NETEM_SELECTION, "-n", "2", "-q"]
     if not extra:
         ap.error("give pytest arguments after --, e.g.  python -m tcplab vm -- labs/test_loss.py -q  (or --netem)")
-    junit = a.junit or (Path(tempfile.mkdtemp(prefix="tcplab-vmjunit-")) / "junit.xml")
-    try:
-        kernel = a.kernel or default_kernel()
-        print(f"[tcplab vm] host kernel {os.uname().release}; guest kernel {kernel_version(kernel)}"
-              + (" (netem backend forced, skips fail)" if a.netem else ""), flush=True)
-        rc = run_vm(kernel, extra, env=env, timeout=a.timeout, boot_timeout=a.boot_timeout, junit=junit,
-                    keep=a.keep, accel=a.accel, memory=a.memory, artifacts=a.artifacts)
-    except VMError as exc:
-        print(f"[tcplab vm] ERROR: {exc}", file=sys.stderr)
-        return 4
-    if junit.exists():
-        c = junit_counts(junit)
-        print(f"[tcplab vm] guest tests: {c['tests']} run, {c['failures']} failed, {c['errors']} errors, "
-              f"{c['skipped']} skipped", flush=True)
-        if c["failures"] or c["errors"]:
-            from .soak import failure_summary
-            print(f"[tcplab vm] failed in the guest (kernel {kernel_version(kernel)}):\n"
-                  + failure_summary([junit], lines=12), flush=True)
-        if a.netem and c["skipped"]:
-            print("[tcplab vm] FAIL: a test skipped in the netem run; netem must really shape traffic there")
-            return rc or 1
-        if c["tests"] == 0:
-            print("[tcplab vm] FAIL: the guest ran no test")
-            return rc or 1
-    return rc
+    # Without --junit, the guest's JUnit XML is read here for the counts and then removed.
+    with tempfile.TemporaryDirectory(prefix="tcplab-vmjunit-") as tmp:
+        junit = a.junit or Path(tmp) / "junit.xml"
+        try:
+            kernel = a.kernel or default_kernel()
+            print(f"[tcplab vm] host kernel {os.uname().release}; guest kernel {kernel_version(kernel)}"
+                  + (" (netem backend forced, skips fail)" if a.netem else ""), flush=True)
+            rc = run_vm(kernel, pytest_guest(extra, env=env, junit=junit, artifacts=a.artifacts), timeout=a.timeout,
+                        boot_timeout=a.boot_timeout, keep=a.keep, accel=a.accel, memory=a.memory, cpus=a.cpus,
+                        artifacts=a.artifacts)
+        except VMError as exc:
+            print(f"[tcplab vm] ERROR: {exc}", file=sys.stderr)
+            return 4
+        if junit.exists():
+            c = junit_counts(junit)
+            print(f"[tcplab vm] guest tests: {c['tests']} run, {c['failures']} failed, {c['errors']} errors, "
+                  f"{c['skipped']} skipped", flush=True)
+            if c["failures"] or c["errors"]:
+                from .soak import failure_summary
+                print(f"[tcplab vm] failed in the guest (kernel {kernel_version(kernel)}):\n"
+                      + failure_summary([junit], lines=12), flush=True)
+            if a.netem and c["skipped"]:
+                print("[tcplab vm] FAIL: a test skipped in the netem run; netem must really shape traffic there")
+                return rc or 1
+            if c["tests"] == 0:
+                print("[tcplab vm] FAIL: the guest ran no test")
+                return rc or 1
+        return rc
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ It is composed from well-tested parts rather than a hand-written chain of setuid
               meets RLIMIT_NPROC alone) with no capability but the ones asked for (CAP_NET_RAW
               for raw sockets), kept across exec as ambient capabilities, and no_new_privs.
 
+Rootless (a user namespace that maps only the grader's own uid, see :mod:`tcplab.lab.where`), no
+other uid exists: the student's program keeps the grader's uid, which outside is the user's own
+and owns nothing the sandbox shows, with no capability but the assignment's and no_new_privs;
+its process limit counts the user's tasks, so it is set to what the user runs now plus
+``Limits.processes``.
+
 The network namespace is the lab host's (a process started from the host's namespace thread
 inherits it), so the student's traffic is on the lab's wire and captured at both ends.  Without
 CAP_NET_ADMIN the student cannot change even that namespace's routes, links or firewall, and the
@@ -60,9 +66,10 @@ class Limits:
         check_int("file_mb", self.file_mb, 1, 4096, "1 to 4096 MiB per file written")
         check_int("open_files", self.open_files, 16, 65536, "16 to 65536 open files")
 
-    def prlimit_args(self) -> list[str]:
+    def prlimit_args(self, tasks_now: int = 0) -> list[str]:
+        """``tasks_now``: tasks the sandbox's uid already runs (RLIMIT_NPROC counts them all)."""
         mib = 1024 * 1024
-        return [f"--as={self.memory_mb * mib}", f"--nproc={self.processes}", f"--cpu={self.cpu}:{self.cpu + 1}",
+        return [f"--as={self.memory_mb * mib}", f"--nproc={tasks_now + self.processes}", f"--cpu={self.cpu}:{self.cpu + 1}",
                 f"--fsize={self.file_mb * mib}", f"--nofile={self.open_files}", "--core=0"]
 
 
@@ -156,12 +163,15 @@ class Sandbox:
         if self._uid.number is None:
             raise Unsupported(f"all {UID_COUNT} sandbox uids from {UID_BASE} are in use on this machine")
         self.uid = UID_BASE + self._uid.number
+        self.own_uid = not uid_mapped(self.uid)     # rootless: only the grader's uid exists here
+        if self.own_uid:
+            self.uid = os.geteuid()
         self.home = Path(workdir) / "student"
         if self.home.exists():
             shutil.rmtree(self.home)
         shutil.copytree(submission, self.home, symlinks=False,
                         ignore=lambda d, names: [n for n in names if Path(d, n).is_symlink()])
-        for dirpath, dirnames, filenames in os.walk(self.home):
+        for dirpath, dirnames, filenames in ([] if self.own_uid else os.walk(self.home)):
             for n in [dirpath] + [os.path.join(dirpath, f) for f in dirnames + filenames]:
                 os.lchown(n, self.uid, self.uid)
         self.programs: list[Program] = []
@@ -200,11 +210,13 @@ class Sandbox:
         for cap in ("SETUID", "SETGID", "SETPCAP", *(c.upper() for c in self.caps)):   # one per flag
             bw += ["--cap-add", f"CAP_{cap}"]
         keep = "".join(f",+{c}" for c in self.caps)
-        sp = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+        # rootless: no other uid to drop to, and setgroups() is denied in the user namespace
+        sp = ["setpriv", *([] if self.own_uid else [f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups"]),
               f"--inh-caps=-all{keep}", f"--bounding-set=-all{keep}", "--no-new-privs"]
         if self.caps:
             sp.append(f"--ambient-caps={keep.lstrip(',')}")
-        return ["prlimit", *self.limits.prlimit_args(), *bw, "--", *sp, "--", *command]
+        limits = self.limits.prlimit_args(tasks_now=user_tasks(self.uid) if self.own_uid else 0)
+        return ["prlimit", *limits, *bw, "--", *sp, "--", *command]
 
     def start(self, command: list[str], *, name: str = "student") -> Program:
         """Start ``command`` in the sandbox (``["client.py", "198.18.0.2", "7788"]`` runs that file
@@ -240,6 +252,34 @@ class Sandbox:
                 errors.append(f"stopping {prog}: {exc!r}")
         self._uid.release()
         return errors
+
+
+def uid_mapped(uid: int) -> bool:
+    """Whether ``uid`` exists in this process's user namespace (always, outside one)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            ranges = [tuple(map(int, line.split())) for line in f if line.strip()]
+    except OSError:
+        return True
+    return any(inside <= uid < inside + count for inside, _, count in ranges)
+
+
+def user_tasks(uid: int) -> int:
+    """Tasks (threads included: RLIMIT_NPROC counts them) whose real uid is ``uid``."""
+    n = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                status = f.read()
+            real = int(status.split("\nUid:")[1].split()[0])
+            threads = int(status.split("\nThreads:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+        if real == uid:
+            n += threads
+    return n
 
 
 def _tail(path: Path, limit: int = 1024 * 1024) -> bytes:

@@ -48,7 +48,13 @@ def _open_listen_socket(ifname: str):
     from scapy.layers.l2 import Ether
     raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
-        raw.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        try:
+            raw.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except PermissionError:
+            # Rootless (CAP_NET_ADMIN only in a user namespace): the buffer the machine's
+            # net.core.rmem_max allows (212 KiB by default), plenty for a lab's exchange; a frame
+            # it cannot hold is counted by the kernel and the capture says it is incomplete.
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         raw.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)      # VLAN info, as Scapy expects
         raw.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         raw.bind((ifname, ETH_P_ALL))

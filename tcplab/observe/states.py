@@ -92,7 +92,8 @@ def tracepoint_layout() -> tuple[int, dict[str, tuple[int, int]]]:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise Unsupported(f"cannot read the state tracepoint's format (unshare/mount tracefs: {exc})") from None
         if r.returncode != 0:
-            raise Unsupported(f"cannot read the state tracepoint's format: {r.stderr.strip() or 'mount failed'}")
+            first = (r.stderr.strip() or "mount failed").splitlines()[0]
+            raise Unsupported(f"cannot read the state tracepoint's format ({first})")
         text = r.stdout
     tp_id = int(text.split()[0])
     fields = {m[1]: (int(m[2]), int(m[3])) for m in

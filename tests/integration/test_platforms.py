@@ -34,10 +34,10 @@ def unpack_bundle(tmp_path) -> Path:
     return root
 
 
-def run_autograder(root: Path, wrapper=()) -> dict:
-    env = dict(os.environ, AUTOGRADER_ROOT=str(root), TCPLAB_PYTHON=sys.executable)
+def run_autograder(root: Path, wrapper=(), env=None, timeout=300) -> dict:
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), TCPLAB_PYTHON=sys.executable, **(env or {}))
     r = subprocess.run([*wrapper, "bash", str(root / "source" / "run_autograder")], env=env,
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr
     return json.loads((root / "results" / "results.json").read_text())
 
@@ -48,13 +48,28 @@ def test_gradescope_bundle_grades_the_reference(tmp_path):
     assert {t["visibility"] for t in res["tests"]} == {"visible"}
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64", reason="the seccomp wrapper knows x86_64's syscall numbers")
-def test_gradescope_without_namespaces_says_so_in_one_line(tmp_path):
-    res = run_autograder(unpack_bundle(tmp_path), wrapper=(sys.executable, str(Path(__file__).parent / "nonetns.py")))
+DOCKERLIKE = (sys.executable, str(Path(__file__).parent / "dockerlike.py"))
+x86_64_only = pytest.mark.skipif(platform.machine() != "x86_64",
+                                 reason="the seccomp wrapper knows x86_64's syscall numbers")
+
+
+@pytest.mark.vm
+@x86_64_only
+def test_gradescope_without_namespaces_grades_in_the_vm(tmp_path):
+    """Gradescope's container (Docker's capabilities and seccomp profile, no namespaces at all):
+    the grader boots the VM by itself and the reference scores full marks."""
+    res = run_autograder(unpack_bundle(tmp_path), wrapper=DOCKERLIKE, env={"TCPLAB_VM_CPUS": "1"}, timeout=900)
+    assert res["score"] == 10 and len(res["tests"]) == 7, res
+
+
+@x86_64_only
+def test_gradescope_without_namespaces_or_vm_says_so_in_one_line(tmp_path):
+    res = run_autograder(unpack_bundle(tmp_path), wrapper=DOCKERLIKE, env={"TCPLAB_VM_KERNEL": "/nonexistent"})
     assert res["score"] == 0 and res["tests"] == []
     assert "\n" not in res["output"].strip()
     assert res["output"].startswith("tcplab: cannot create network namespaces here")
-    assert "GitHub Classroom" in res["output"]
+    assert "no VM can run: TCPLAB_VM_KERNEL=/nonexistent: no such kernel image" in res["output"]
+    assert "setup.sh" in res["output"]
 
 
 def test_classroom_result_for_the_reporter(tmp_path):

@@ -63,7 +63,7 @@ def test_recorder_leaves_nothing_in_the_kernel():
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the seccomp wrapper knows x86_64's syscall numbers")
 def test_without_tracing_a_lab_that_needs_states_skips_with_the_reason(tmp_path):
     (tmp_path / "test_needs.py").write_text(SAME_PORTS.replace("range(12)", "range(1)"))
-    r = subprocess.run([sys.executable, str(HERE / "nonetns.py"), "--no-perf", sys.executable, "-m", "pytest",
+    r = subprocess.run([sys.executable, str(HERE / "dockerlike.py"), "--no-perf", sys.executable, "-m", "pytest",
                         "-rs", "-p", "no:cacheprovider", str(tmp_path / "test_needs.py")],
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:]

@@ -1,0 +1,91 @@
+"""tcplab as an ordinary user, without sudo: the labs and the grader enter a user namespace where
+the user is root (tcplab.lab.where), and say so; where no user namespace can be had either, one
+line says what works instead."""
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from .test_sandbox import ASSIGNMENT, check_hostile_grades, leftovers, root_namespace, write_class
+from .unprivileged import make_user
+
+pytestmark = pytest.mark.needs_root
+DOCKERLIKE = Path(__file__).parent / "dockerlike.py"
+#: the labs that need the kernel's exact record of states, which needs perf events (root on the
+#: machine); rootless they skip with this reason, every other lab runs
+STATE_RECORD_SKIP = "the kernel's state timeline is not available"
+
+
+@pytest.fixture
+def user():
+    # not under tmp_path: pytest's folders are root's alone (0700)
+    top = Path(tempfile.mkdtemp(prefix="tcplab-user-"))
+    try:
+        yield make_user(top)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_labs_run_rootless(user):
+    r = user.run(["python", "-m", "pytest", "labs/", "-n", "2", "-rs", "-p", "no:cacheprovider"], timeout=280)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert re.search(r"tcplab: kernel \S+, mode rootless \(root inside a user namespace of uid \d+", out), out[:2000]
+    assert "cannot here: perf events" in out
+    passed = int(re.search(r"(\d+) passed", out).group(1))
+    skips = [line for line in out.splitlines() if line.startswith("SKIPPED")]
+    assert all(STATE_RECORD_SKIP in s or "slow lab" in s for s in skips), "\n".join(skips)
+    assert passed >= 44, out[-3000:]
+
+
+def test_grading_rootless_is_sandboxed(user):
+    subs = write_class(user.home / "class")
+    subprocess.run(["chmod", "-R", "a+rwX", str(subs)], check=True)
+    out = user.repo / "out"     # the user's own folder
+    before = root_namespace()
+    r = user.run(["tcplab", "grade", str(user.repo / "tests/integration/hostile"), str(subs), "--out", str(out),
+                  "-j", "2", "--no-progress"], timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "mode rootless" in r.stderr
+    check_hostile_grades(out)
+    assert root_namespace() == before
+    assert leftovers(user.home, uids={user.uid}) == []
+
+
+def test_no_namespace_at_all_says_what_works_in_one_line(user):
+    """User namespaces refused (TCPLAB_USERNS=0 here; Docker's seccomp profile does it for real,
+    below): the labs stop at once, in one line naming sudo and --tcplab-vm."""
+    r = user.run(["python", "-m", "pytest", "labs/test_reset.py", "-p", "no:cacheprovider"],
+                 env={"TCPLAB_USERNS": "0"}, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 4, out
+    assert "tcplab cannot build a lab network here" in out and "--tcplab-vm" in out and "sudo" in out
+    assert "Traceback" not in out
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the seccomp wrapper knows x86_64's syscall numbers")
+def test_seccomp_refusing_unshare_says_what_works_in_one_line(user):
+    r = user.run([str(user.python), str(DOCKERLIKE), str(user.python), "-m", "pytest",
+                  "labs/test_reset.py", "-n", "2", "-p", "no:cacheprovider"], timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 4, out
+    line = next(l for l in out.splitlines() if "tcplab cannot build a lab network here" in l)
+    assert "unshare(CLONE_NEWNET) was refused (EPERM" in line and "unshare(CLONE_NEWUSER) was refused (EPERM" in line
+    assert "Traceback" not in out
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the seccomp wrapper knows x86_64's syscall numbers")
+def test_root_under_a_seccomp_filter_says_what_works_in_one_line():
+    """Root in Docker without --privileged (its seccomp profile refuses unshare): one line."""
+    r = subprocess.run([sys.executable, str(DOCKERLIKE), sys.executable, "-m", "pytest", "labs/test_reset.py",
+                        "-p", "no:cacheprovider"], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                       text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 4, out
+    assert "tcplab cannot build a lab network here (network namespaces: unshare(CLONE_NEWNET) was refused" in out
+    assert "in Docker: --privileged" in out and "--tcplab-vm" in out and "Traceback" not in out
