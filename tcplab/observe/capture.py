@@ -68,6 +68,52 @@ def _open_listen_socket(ifname: str):
     return s
 
 
+# Packet sockets take their SO_TIMESTAMPNS stamp where the kernel stamps the frame: as it leaves
+# or arrives, while any socket on the machine asks for timestamps (the netstamp static key).
+# When none does, the first request turns the key on in deferred work, and until that work has run
+# frames are stamped when the capture *reads* them: late, which sorted a server's FIN after the
+# client's ACK of it (seen under load in CI).  So the process keeps the key on with a socket of
+# its own (unbound, no traffic) from its first capture, after checking on the host's loopback that
+# frames are stamped on arrival.
+_stamp_keeper: socket.socket | None = None
+
+
+def keep_arrival_timestamps(host, timeout: float = 5.0) -> None:
+    global _stamp_keeper
+    if _stamp_keeper is not None:
+        return
+    keeper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    keeper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    host.ns.run(_wait_arrival_stamps, timeout)
+    _stamp_keeper = keeper
+
+
+def _wait_arrival_stamps(timeout: float) -> None:
+    """Runs in a host's namespace thread: a datagram to itself on ``lo`` until its timestamp is
+    earlier than the read (stamped on arrival), or ``timeout``."""
+    import select
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        rx.bind(("127.0.0.1", 0))
+
+        def stamped_on_arrival() -> bool:
+            tx.sendto(b"t", rx.getsockname())
+            select.select([rx], [], [], 1.0)
+            before_read = time.time()
+            _, anc, _, _ = rx.recvmsg(16, 64)
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", data[:16])
+                    return sec + nsec / 1e9 < before_read
+            return False
+        until(stamped_on_arrival, timeout, "the kernel to timestamp frames on arrival (net_enable_timestamp)")
+    finally:
+        rx.close()
+        tx.close()
+
+
 def _close_later(socks: list) -> None:
     """Closing a packet socket waits for an RCU grace period (~14 ms); nothing needs to wait for
     it, so it happens in a short-lived thread.  (The kernel closes them anyway if we die.)"""
@@ -237,6 +283,7 @@ class Capture(BothEnds):
     # -- life cycle --------------------------------------------------------------------
     def start(self) -> "Capture":
         from scapy.sendrecv import AsyncSniffer
+        keep_arrival_timestamps(self.topo.client)
         for h in self.topo.hosts:
             self._socks[h.name] = h.ns.run(_open_listen_socket, h.ifname)
         self._delivered = {n: 0 for n in self._socks}
