@@ -11,20 +11,31 @@ from ..errors import ConfigError
 from .assignment import Assignment
 
 SETUP_SH = """#!/usr/bin/env bash
-# Gradescope runs this once when it builds the autograder image (Ubuntu, as root).
+# Gradescope runs this once when it builds the autograder image (Ubuntu 22.04 by default, as root;
+# Debian works the same).  Gradescope's containers refuse network namespaces, so tcplab grades
+# inside a small VM there: QEMU, busybox and a stock kernel with its modules are installed too.
 set -euo pipefail
+ROOT=${AUTOGRADER_ROOT:-/autograder}
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq python3 python3-venv python3-pip nftables tcpdump iproute2 bubblewrap util-linux \\
-  libpcap0.8 || apt-get install -y -qq python3 python3-venv python3-pip nftables tcpdump iproute2 bubblewrap \\
-  util-linux libpcap0.8t64
-python3 -m venv /autograder/venv
-/autograder/venv/bin/pip install -q /autograder/source/tcplab
+# Ubuntu 24.04 renamed libpcap0.8 to libpcap0.8t64: take whichever name apt has.
+pcap=libpcap0.8
+apt-cache policy libpcap0.8 | grep -q 'Candidate: [0-9]' || pcap=libpcap0.8t64
+if grep -qi '^ID=ubuntu' /etc/os-release; then kernel=linux-image-generic; else kernel=linux-image-amd64; fi
+apt-get install -y -qq --no-install-recommends python3 python3-venv python3-pip nftables tcpdump iproute2 \\
+  bubblewrap util-linux "$pcap" qemu-system-x86 busybox-static kmod "$kernel"
+# Ubuntu keeps sch_netem and some nftables modules in linux-modules-extra (not needed to grade;
+# installed where it exists so that every lab runs).
+if [ "$kernel" = linux-image-generic ]; then
+  for v in $(ls /lib/modules); do apt-get install -y -qq --no-install-recommends "linux-modules-extra-$v" || true; done
+fi
+python3 -m venv "$ROOT/venv"
+"$ROOT/venv/bin/pip" install -q "$ROOT/source/tcplab"
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
-# Gradescope runs this for every submission.  It always leaves results.json: the grade, or (where
-# this platform cannot build network namespaces) score 0 with one line saying so.
+# Gradescope runs this for every submission.  It always leaves results.json: the grade (in the VM
+# where the container refuses network namespaces), or score 0 with one line saying why not.
 set -u
 ROOT=${AUTOGRADER_ROOT:-/autograder}
 PY=${TCPLAB_PYTHON:-$ROOT/venv/bin/python}

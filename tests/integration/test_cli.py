@@ -109,8 +109,9 @@ def test_soak_counts_failures_and_keeps_their_artifacts(tmp_path):
     assert sorted(p.name for p in kept[0].glob("*.pcap")) == ["capture-client.pcap", "capture-server.pcap"]
 
 
+@pytest.mark.alone   # it compares what every process on the machine holds, before and after
 def test_faults_script_runs_one_fault_and_checks_what_is_left(tmp_path):
     r = subprocess.run([sys.executable, "ci/faults.py", "--only", "tcpdump", "--no-final-run"], cwd=REPO,
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(tmp_path)})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "OK  tcpdump-missing" in r.stdout and "0 fault(s) with a problem" in r.stdout

@@ -109,9 +109,10 @@ def test_a_run_of_labs_and_tests_leaves_no_temporary_file(tmp_path):
     /dev/shm and /run around the whole of CI, where nothing else runs.)"""
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
-    r = subprocess.run([sys.executable, "-m", "pytest", "labs/test_handshake.py", "labs/test_states.py",
+    # labs whose timing does not depend on the machine's load (this runs beside other tests)
+    r = subprocess.run([sys.executable, "-m", "pytest", "labs/test_handshake.py", "labs/test_reset.py",
                         "tests/integration/test_topology.py", "tests/integration/test_capture.py",
-                        "-q", "-n", "2", "-k", "not slow", f"--basetemp={tmp_path / 'basetemp'}"],
+                        "-q", f"--basetemp={tmp_path / 'basetemp'}"],
                        cwd=REPO, capture_output=True, text=True, timeout=280,
                        env={**os.environ, "TMPDIR": str(tmpdir)})
     assert r.returncode == 0, r.stdout[-3000:]

@@ -1,6 +1,7 @@
 """tcplab as an ordinary user, without sudo: the labs and the grader enter a user namespace where
 the user is root (tcplab.lab.where), and say so; where no user namespace can be had either, one
 line says what works instead."""
+import os
 import platform
 import re
 import shutil
@@ -89,3 +90,17 @@ def test_root_under_a_seccomp_filter_says_what_works_in_one_line():
     assert r.returncode == 4, out
     assert "tcplab cannot build a lab network here (network namespaces: unshare(CLONE_NEWNET) was refused" in out
     assert "in Docker: --privileged" in out and "--tcplab-vm" in out and "Traceback" not in out
+
+
+@pytest.mark.alone
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the seccomp wrapper knows x86_64's syscall numbers")
+def test_pytest_tcplab_vm_runs_the_labs_in_the_vm_where_nothing_else_works(tmp_path):
+    """Docker's profile refuses every namespace: `pytest --tcplab-vm` says so in one line, boots
+    the VM and runs the labs there; the guest's exit status is pytest's."""
+    r = subprocess.run([sys.executable, str(DOCKERLIKE), sys.executable, "-m", "pytest", "labs/test_reset.py",
+                        "--tcplab-vm", "-p", "no:cacheprovider"], cwd=Path(__file__).resolve().parents[2],
+                       capture_output=True, text=True, timeout=900, env={**os.environ, "TCPLAB_VM_CPUS": "1"})
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert "[tcplab vm] running this pytest session in a VM" in out
+    assert "mode vm" in out and "4 passed" in out
