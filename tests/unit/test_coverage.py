@@ -1,5 +1,7 @@
 """The claim table, from JUnit XML written the way the plugin writes it."""
-from tcplab.cli.coverage import CLAIM_IDS, table
+from tcplab.cli.coverage import load_claims, table
+
+CLAIM_IDS = list(load_claims())
 
 CASE = ('<testcase classname="labs.test_x" name="{name}"><properties><property name="claims" value="{claims}"/>'
         '</properties>{extra}</testcase>')
@@ -34,3 +36,14 @@ def test_extra_columns_for_other_kernels(tmp_path):
     assert md.splitlines()[0].endswith("| this kernel | 6.1 |")
     h1 = next(line for line in md.splitlines() if line.startswith("| H1 "))
     assert h1.endswith("| 1 pass | 0 pass, 1 skipped |")
+
+
+def test_the_claims_come_from_the_docs_page(tmp_path):
+    claims = load_claims()
+    assert list(claims)[:2] == ["F1", "H1"] and len(claims) == 18
+    assert claims["H1"] == "segment 1: SYN only, random seq x; client in SYN_SENT"
+    page = tmp_path / "claims.md"
+    page.write_text("# Mine\n- **X1** *a course's own claim.* Longer text.\nnot a claim\n")
+    assert load_claims(page) == {"X1": "a course's own claim"}
+    md, ok = table(junit(tmp_path, [("a", "X1", "")]), claims=load_claims(page))
+    assert ok and "| X1 | a course's own claim |" in md
