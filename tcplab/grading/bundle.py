@@ -40,6 +40,7 @@ set -u
 ROOT=${AUTOGRADER_ROOT:-/autograder}
 PY=${TCPLAB_PYTHON:-$ROOT/venv/bin/python}
 mkdir -p "$ROOT/results"
+cd "$ROOT"   # never a folder with a tcplab checkout in it: the installed tcplab is what runs
 "$PY" -m tcplab grade "$ROOT/source/assignment" "$ROOT/submission" --out "$ROOT/work" \\
   --results-json "$ROOT/results/results.json" --no-progress -j 1
 status=$?

@@ -36,7 +36,7 @@ def unpack_bundle(tmp_path) -> Path:
 
 def run_autograder(root: Path, wrapper=(), env=None, timeout=300) -> dict:
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "TCPLAB_PYTHON": sys.executable, **(env or {})}
-    r = subprocess.run([*wrapper, "bash", str(root / "source" / "run_autograder")], env=env,
+    r = subprocess.run([*wrapper, "bash", str(root / "source" / "run_autograder")], env=env, cwd=root,
                        capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr
     return json.loads((root / "results" / "results.json").read_text())

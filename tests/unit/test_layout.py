@@ -14,7 +14,9 @@ def test_fixtures_package_is_this_repos():
 def test_pip_installs_the_engine_and_the_plugin_from_fixtures():
     import tomllib
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert meta["tool"]["setuptools"]["packages"] == ["tcplab", "tcplab_pytest"]
+    # every package of the engine, or a non-editable install (Gradescope's, the container's) lacks it
+    engine = sorted(str(p.parent.relative_to(REPO)).replace("/", ".") for p in (REPO / "tcplab").rglob("__init__.py"))
+    assert meta["tool"]["setuptools"]["packages"] == [*engine, "tcplab_pytest"]
     assert meta["tool"]["setuptools"]["package-dir"] == {"tcplab_pytest": "fixtures"}   # one copy
     assert meta["project"]["entry-points"]["pytest11"] == {"tcplab": "tcplab_pytest.plugin"}
 
