@@ -96,7 +96,8 @@ def _unshare(flags: int, what: str) -> None:
 
 
 def _build_probe_lab() -> None:
-    """A veth pair and a bridge in a fresh network namespace of this (child) process."""
+    """A veth pair and a bridge in a fresh network namespace of this (child) process, and one of
+    the per-namespace sysctls tcplab pins (a container may mount /proc/sys read-only)."""
     _unshare(CLONE_NEWNET, "CLONE_NEWNET")
     from pyroute2 import IPRoute
     with IPRoute() as ipr:
@@ -105,6 +106,14 @@ def _build_probe_lab() -> None:
             ipr.link("add", ifname="pbr", kind="bridge")
         except Exception as exc:
             raise OSError(f"a veth or bridge was refused in the new network namespace ({exc})") from None
+    path = "/proc/sys/net/ipv4/tcp_ecn"
+    try:
+        with open(path) as f:
+            value = f.read()
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as exc:
+        raise OSError(f"the namespace's sysctls cannot be written ({path}: {exc.strerror})") from None
 
 
 def _in_child(fn, timeout: float = 20.0) -> str | None:
