@@ -162,6 +162,44 @@ def test_simultaneous_close(hosts, family):
             str(c) == "ESTABLISHED -> FIN_WAIT_1" and (c.local, c.remote) == tuples[side] for c in cap.state_changes)
 
 
+@pytest.mark.lab("C2", "R2", points=3)
+def test_rst_in_closing(hosts, family, record_property):
+    """CLOSING -> CLOSED on a RST.  Both ends close their sending side at once and no FIN is ever
+    acknowledged (every ACK of a FIN is lost), so both stay in CLOSING.  The server then aborts: a
+    socket in CLOSING with nothing left to send goes away without a RST (Linux's tcp_disconnect
+    resets only from the synchronized states or with unsent data), so the client's FIN, sent again
+    on its timer, finds only the listener, the server's kernel answers it with a RST, and the client
+    goes from CLOSING straight to CLOSED: no TIME_WAIT."""
+    for h in hosts.hosts:
+        h.rto_min(1000)          # the FINs are not resent while the wire holds them
+        h.sysctl("net.ipv4.tcp_early_retrans", 0)
+    # every pure ACK but the handshake's: the ACKs of the FINs (and of their retransmissions)
+    hosts.impair(drops=[Drop(">", ".", payload=False, nth=2, count=50), Drop("<", ".", payload=False, count=50)])
+    with hosts.capture() as cap:
+        client, peer = _open(hosts, family)
+        poll = StatePoller({"client": (hosts.client, client.local, client.peer)})
+        hosts.cross_next()
+        client.shutdown_write()
+        peer.shutdown_write()
+        assert client.wait_state("CLOSING") == "CLOSING" and peer.wait_state("CLOSING") == "CLOSING"
+        peer.abort()
+        client.wait_state("CLOSED", timeout=10)
+        seen = poll.stop()
+        err = client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        until(lambda: hosts.held() == 0, 5, "the wire to deliver what it holds")
+    assert err == errno.ECONNRESET, os.strerror(err)
+    conn = cap.trace.connection(port=PORT)
+    rst = [i for i, s in enumerate(conn) if "RST" in s.flags]
+    assert len(rst) == 1 and conn.side(conn.segments[rst[0]]) == "server" and not conn.is_lost(rst[0]), conn.ladder()
+    before = [s for s in conn.segments[:rst[0]] if conn.side(s) == "client"][-1]
+    assert "FIN" in before.flags, conn.ladder()        # the RST answers the client's FIN
+    assert conn.line(conn.segments[rst[0]]).startswith("< R"), conn.ladder()
+    assert [s for s in seen["client"] if s != "FIN_WAIT_1"][-3:] == ["ESTABLISHED", "CLOSING", "CLOSED"], seen
+    if cap.state_changes is not None:      # the kernel's record, where there is one
+        assert conn.state_path("client", textbook=False)[-2:] == ["CLOSING", "CLOSED"]
+    record_property("shows", "CLOSING>CLOSED on RST")
+
+
 @pytest.mark.lab("C2", "C5", "Q1", points=3)
 def test_fin_wait_1_straight_to_time_wait(hosts, family, record_property):
     """The server's ACK of the client's FIN is lost, and its own FIN (which acknowledges the

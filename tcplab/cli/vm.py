@@ -37,6 +37,7 @@ MODULES = ("veth", "bridge", "sch_netem", "sch_tbf", "nf_tables", "nft_numgen", 
 #: a kernel without these still boots the labs that do not need them (Ubuntu keeps sch_netem in
 #: linux-modules-extra; grading needs none of them); the netem labs then skip, or fail with --netem
 OPTIONAL_MODULES = ("sch_netem",)
+HEARTBEAT = 30.0     # seconds of silence from the guest before the host says it is still running
 NETEM_SELECTION = ("tests/integration/test_impair.py", "labs/test_loss.py", "labs/test_handshake.py",
                    "labs/test_close.py", "labs/test_states.py")
 
@@ -262,6 +263,7 @@ exit $rc
                                 start_new_session=True)
         up = threading.Event()
         status: dict[str, int] = {}
+        last_line = [time.monotonic()]
         log = open(work / "console.log", "wb")
 
         def pump():
@@ -277,16 +279,24 @@ exit $rc
                 if m:
                     status["exit"] = int(m.group(1))
                 print(f"  | {line}", flush=True)
+                last_line[0] = time.monotonic()
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         try:
             if not up.wait(boot_timeout):
                 raise VMError(f"the guest showed no sign of life within {boot_timeout:g} s "
                               f"(accelerator {accel}); console log: {work / 'console.log'}")
-            try:
-                proc.wait(timeout=max(1.0, timeout - (time.monotonic() - t0)))
-            except subprocess.TimeoutExpired:
-                raise VMError(f"the VM run did not finish within {timeout:g} s: killed") from None
+            # A line every HEARTBEAT s while the guest is quiet, so a long run never looks hung.
+            deadline = t0 + timeout
+            while proc.poll() is None:
+                if time.monotonic() >= deadline:
+                    raise VMError(f"the VM run did not finish within {timeout:g} s: killed")
+                try:
+                    proc.wait(timeout=min(HEARTBEAT, max(0.1, deadline - time.monotonic())))
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() - last_line[0] >= HEARTBEAT:
+                        print(f"[tcplab vm] still running: {time.monotonic() - t0:.0f} s so far", flush=True)
+                        last_line[0] = time.monotonic()
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
