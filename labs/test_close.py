@@ -46,12 +46,12 @@ def test_four_way_close(hosts, family, first):
         client, server = _open(hosts, family)
         active, passive = (client, server) if first == "client" else (server, client)
         active.close()
-        assert active.host.wait_state(active.local, active.peer, "FIN_WAIT_2") == "FIN_WAIT_2"
-        assert passive.wait_state("CLOSE_WAIT") == "CLOSE_WAIT"
+        active.wait_state("FIN_WAIT_2")
+        passive.wait_state("CLOSE_WAIT")
         assert passive.recv_eof() == b""
         passive.close()
-        assert active.host.wait_state(active.local, active.peer, "TIME_WAIT") == "TIME_WAIT"
-        assert passive.host.wait_state(passive.local, passive.peer, "CLOSED") == "CLOSED"
+        active.wait_state("TIME_WAIT")
+        passive.wait_state("CLOSED")
     out, back = (">", "<") if first == "client" else ("<", ">")
     cap.trace.connection(port=7788).expect(HANDSHAKE + f"""
         {out} F. 1:1(0) ack 1          # active closer: FIN, seq u = 1 -> FIN_WAIT_1
@@ -94,8 +94,8 @@ def test_three_segment_close(hosts, family, record_property):
             client.close()
             assert peer.recv_eof() == b""
             peer.close()
-            assert hosts.client.wait_state(client.local, client.peer, "TIME_WAIT") == "TIME_WAIT"
-            assert hosts.server.wait_state(peer.local, peer.peer, "CLOSED") == "CLOSED"
+            client.wait_state("TIME_WAIT")
+            peer.wait_state("CLOSED")
     conns = cap.trace.connections(port=7788)
     assert len(conns) == 10
     piggybacked = 0
@@ -120,14 +120,14 @@ def test_transient_states_held_by_drops(hosts, family):
     with hosts.capture() as cap:
         client, server = _open(hosts, family)
         client.close()
-        assert hosts.client.wait_state(client.local, client.peer, "FIN_WAIT_1") == "FIN_WAIT_1"
-        assert hosts.client.wait_state(client.local, client.peer, "FIN_WAIT_2") == "FIN_WAIT_2"
-        assert server.wait_state("CLOSE_WAIT") == "CLOSE_WAIT"
+        client.wait_state("FIN_WAIT_1")
+        client.wait_state("FIN_WAIT_2")
+        server.wait_state("CLOSE_WAIT")
         server.recv_eof()
         server.close()
-        assert hosts.server.wait_state(server.local, server.peer, "LAST_ACK") == "LAST_ACK"
-        assert hosts.client.wait_state(client.local, client.peer, "TIME_WAIT") == "TIME_WAIT"
-        assert hosts.server.wait_state(server.local, server.peer, "CLOSED") == "CLOSED"
+        server.wait_state("LAST_ACK")
+        client.wait_state("TIME_WAIT")
+        server.wait_state("CLOSED")
     conn = cap.trace.connection(port=7788)
     conn.expect(HANDSHAKE + """
         > F. 1:1(0) ack 1
@@ -157,10 +157,10 @@ def test_lost_final_ack_is_answered_from_time_wait(hosts, family):
         server.wait_state("CLOSE_WAIT")
         server.recv_eof()
         server.close()
-        assert hosts.server.wait_state(server.local, server.peer, "LAST_ACK") == "LAST_ACK"
-        assert hosts.client.wait_state(client.local, client.peer, "TIME_WAIT") == "TIME_WAIT"
-        assert hosts.server.wait_state(server.local, server.peer, "CLOSED") == "CLOSED"
-        assert hosts.client.tcp_state(client.local, client.peer) == "TIME_WAIT"
+        server.wait_state("LAST_ACK")
+        client.wait_state("TIME_WAIT")
+        server.wait_state("CLOSED")
+        assert client.state() == "TIME_WAIT"
     assert imp.counters() == {"drop0": 1}
     conn = cap.trace.connection(port=7788)
     conn.expect(HANDSHAKE + """
@@ -184,13 +184,13 @@ def test_half_close_data_still_flows(hosts, family):
         client, server = _open(hosts, family)
         client.shutdown_write()
         assert server.recv_eof() == b""
-        assert hosts.client.wait_state(client.local, client.peer, "FIN_WAIT_2") == "FIN_WAIT_2"
+        client.wait_state("FIN_WAIT_2")
         assert server.state() == "CLOSE_WAIT"
         server.send(b"after-fin")
         assert client.recv_exactly(9) == b"after-fin"
         server.close()
         assert client.recv_eof() == b""
-        assert hosts.server.wait_state(server.local, server.peer, "CLOSED") == "CLOSED"
+        server.wait_state("CLOSED")
     cap.trace.connection(port=7788).expect(HANDSHAKE + """
         > F. 1:1(0) ack 1          # the client's direction is closed
         < . 1:1(0) ack 2

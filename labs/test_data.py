@@ -30,7 +30,7 @@ def test_seq_advances_by_payload_length(hosts, family):
         peer.send(b"world!")
         assert client.recv_exactly(6) == b"world!"
         client.wait_state("ESTABLISHED")
-        hosts.client.wait_state(client.local, client.peer, "ESTABLISHED")
+        client.wait_state("ESTABLISHED")
         # the client's ACK of "world!" has left once the server's socket has nothing unacked
         from tcplab import until
         until(lambda: any(s.local[1] == 7788 and s.state == "ESTABLISHED"

@@ -80,7 +80,7 @@ def test_data_and_close_survive_random_loss(hosts, family):
         client.close()
         assert peer.recv_eof(timeout=30) == b""
         peer.close()
-        until(lambda: hosts.server.tcp_state(peer.local, peer.peer) == "CLOSED", 30,
+        until(lambda: peer.state() == "CLOSED", 30,
               "the server to reach CLOSED through the lossy wire")
     conn = cap.trace.connection(port=7788)
     _check_repairs(conn, imp)

@@ -35,9 +35,8 @@ def _open(hosts, family):
     return client, server.accept()
 
 
-def _gone_or_timewait(host, conn):
-    until(lambda: host.tcp_state(conn.local, conn.peer) in ("CLOSED", "TIME_WAIT"), 10,
-          f"{host.name}'s socket to close")
+def _gone_or_timewait(conn):
+    conn.wait_state("CLOSED", "TIME_WAIT", timeout=10)
 
 
 @pytest.mark.lab("H1", "H2", "H3", "C2", "C3", "C4", "C5", points=3)
@@ -52,7 +51,7 @@ def test_states_of_an_open_and_a_close(hosts, family, record_property):
         client.close()
         assert peer.recv_eof() == b""
         peer.close()
-        hosts.server.wait_state(peer.local, peer.peer, "CLOSED")
+        peer.wait_state("CLOSED")
         listener = hosts.server.listen(port=PORT + 1, family=family)
         listener.close()
     conn = cap.trace.connection(port=PORT)
@@ -81,7 +80,7 @@ def test_simultaneous_open(hosts, family):
     hosts.impair(drops=[Drop(">", "S."), Drop("<", "S.")])
     with hosts.capture() as cap:
         a, b = hosts.simultaneous_open(family, ports=(5001, 5002))
-        poll = StatePoller({"client": (hosts.client, a.local, a.peer), "server": (hosts.server, b.local, b.peer)})
+        poll = StatePoller({"client": a, "server": b})
         a.wait_connected(5)
         b.wait_connected(5)
         seen = poll.stop()
@@ -120,13 +119,12 @@ def test_simultaneous_close(hosts, family):
     hosts.impair(drops=[Drop(">", ".", payload=False, nth=2), Drop("<", ".", payload=False, nth=1)])
     with hosts.capture() as cap:
         client, peer = _open(hosts, family)
-        poll = StatePoller({"client": (hosts.client, client.local, client.peer),
-                            "server": (hosts.server, peer.local, peer.peer)})
+        poll = StatePoller({"client": client, "server": peer})
         hosts.cross_next()
         client.close()
         peer.close()
-        for host, c in ((hosts.client, client), (hosts.server, peer)):
-            host.wait_state(c.local, c.peer, "TIME_WAIT")
+        for c in (client, peer):
+            c.wait_state("TIME_WAIT")
         seen = poll.stop()
         until(lambda: hosts.held() == 0, 5, "the wire to deliver what it holds")
     tuples = {"client": (tuple(client.local), tuple(client.peer)), "server": (tuple(peer.local), tuple(peer.peer))}
@@ -177,11 +175,11 @@ def test_rst_in_closing(hosts, family, record_property):
     hosts.impair(drops=[Drop(">", ".", payload=False, nth=2, count=50), Drop("<", ".", payload=False, count=50)])
     with hosts.capture() as cap:
         client, peer = _open(hosts, family)
-        poll = StatePoller({"client": (hosts.client, client.local, client.peer)})
+        poll = StatePoller({"client": client})
         hosts.cross_next()
         client.shutdown_write()
         peer.shutdown_write()
-        assert client.wait_state("CLOSING") == "CLOSING" and peer.wait_state("CLOSING") == "CLOSING"
+        client.wait_state("CLOSING") and peer.wait_state("CLOSING") == "CLOSING"
         peer.abort()
         client.wait_state("CLOSED", timeout=10)
         seen = poll.stop()
@@ -213,7 +211,7 @@ def test_fin_wait_1_straight_to_time_wait(hosts, family, record_property):
         client.close()
         assert peer.recv_eof() == b""
         peer.close()
-        hosts.server.wait_state(peer.local, peer.peer, "CLOSED")
+        peer.wait_state("CLOSED")
     conn = cap.trace.connection(port=PORT)
     conn.expect("""
         > S 0:0(0)
@@ -233,7 +231,7 @@ def test_fin_wait_1_straight_to_time_wait(hosts, family, record_property):
     fin = conn.segments[5]
     assert abs(tw.time - fw2.time) < 0.001 and fw2.time >= fin.time - 0.001, \
         "both changes come from the server's F. segment"
-    assert hosts.client.tcp_state(conn.client, conn.server) == "TIME_WAIT"
+    assert client.state() == "TIME_WAIT"
     record_property("shows", "FIN_WAIT_1>TIME_WAIT")
 
 
@@ -265,10 +263,9 @@ def test_rst_in_a_synchronized_state(hosts, family, state, record_property):
             assert peer.recv_eof() == b""
             peer.shutdown_write()
         mine, other = (client, peer) if receiver == "client" else (peer, client)
-        host = hosts.client if receiver == "client" else hosts.server
-        host.wait_state(mine.local, mine.peer, state)
+        mine.wait_state(state)
         other.abort()
-        host.wait_state(mine.local, mine.peer, "CLOSED")
+        mine.wait_state("CLOSED")
         # the error the application is given: Linux says EPIPE in CLOSE_WAIT (the peer had
         # already finished sending), ECONNRESET elsewhere
         err = mine.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -320,9 +317,9 @@ def test_syn_sent_to_closed(hosts, family, how):
     hosts.impair(drops=[Drop(">", "S", count=50)])
     with hosts.capture() as cap:
         c = hosts.client.connect((hosts.server.addr(family), PORT), wait=False)
-        poll = StatePoller({"client": (hosts.client, c.local, c.peer)})
+        poll = StatePoller({"client": c})
         if how == "application-closes":
-            hosts.client.wait_state(c.local, c.peer, "SYN_SENT")
+            c.wait_state("SYN_SENT")
             c.close()
         else:
             hosts.client.sysctl("net.ipv4.tcp_syn_retries", 1)   # read each time the SYN timer fires
@@ -330,7 +327,7 @@ def test_syn_sent_to_closed(hosts, family, how):
             with pytest.raises(OSError) as err:
                 c.wait_connected(10)
             assert err.value.errno == errno.ETIMEDOUT and 2.5 < time.monotonic() - t0 < 5
-        hosts.client.wait_state(c.local, c.peer, "CLOSED")
+        c.wait_state("CLOSED")
         seen = poll.stop()
     conn = cap.trace.connection(port=PORT)
     assert seen["client"] == ["SYN_SENT", "CLOSED"]
@@ -352,12 +349,12 @@ def test_new_syn_reuses_a_time_wait_pair(hosts, family):
     peer.close()
     assert client.recv_eof() == b""
     client.close()
-    hosts.server.wait_state(peer.local, peer.peer, "TIME_WAIT")
+    peer.wait_state("TIME_WAIT")
     with hosts.capture() as cap:
         again = hosts.client.connect((hosts.server.addr(family), PORT), port=cport)
         listener = [s for s in hosts.server.tcp_sockets() if s.state == "LISTEN"]
         assert listener
-        assert hosts.server.tcp_state(peer.local, peer.peer) == "ESTABLISHED"   # the pair is in use again
+        assert peer.state() == "ESTABLISHED"   # the pair is in use again
         again.close()
     conn = cap.trace.connection(port=PORT)
     conn.expect("""
@@ -378,9 +375,9 @@ def test_time_wait_ends_after_60_seconds(hosts, family, record_property):
     client.close()
     assert peer.recv_eof() == b""
     peer.close()
-    hosts.client.wait_state(client.local, client.peer, "TIME_WAIT")
+    client.wait_state("TIME_WAIT")
     t0 = time.monotonic()
-    hosts.client.wait_state(client.local, client.peer, "CLOSED", timeout=90)
+    client.wait_state("CLOSED", timeout=90)
     took = time.monotonic() - t0
     assert 58.5 <= took <= 63, f"TIME_WAIT lasted {took:.1f} s, expected 60 s"
     record_property("shows", "TIME_WAIT>CLOSED")
@@ -400,13 +397,13 @@ def test_close_during_a_simultaneous_open(hosts, family, record_property):
     hosts.impair(drops=[Drop("<", "S."), Drop("<", ".", payload=False, count=2)])
     with hosts.capture() as cap:
         a, b = hosts.simultaneous_open(family, ports=(5001, 5002))
-        poll = StatePoller({"client": (hosts.client, a.local, a.peer)})
+        poll = StatePoller({"client": a})
         # the lab itself ends SYN_RECV (shutdown), so this wait, not the poller, is what sees it
-        assert hosts.client.wait_state(a.local, a.peer, "SYN_RECV") == "SYN_RECV"
+        a.wait_state("SYN_RECV")
         a.shutdown_write()
         b.wait_connected(5)
         assert b.recv_eof() == b""
-        hosts.client.wait_state(a.local, a.peer, "FIN_WAIT_2")
+        a.wait_state("FIN_WAIT_2")
         seen = poll.stop()
     assert [s for s in seen["client"] if s not in ("SYN_RECV", "FIN_WAIT_1")] == ["SYN_SENT", "FIN_WAIT_2"], seen
     conn = cap.trace.connection(port=5002)

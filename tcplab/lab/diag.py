@@ -76,7 +76,7 @@ def wait_state(host, local: tuple, remote: tuple, states: Iterable[str], timeout
     seen: list[str] = []
 
     def check():
-        st = host.tcp_state(local, remote)
+        st = state_of(host.tcp_sockets(), local, remote)
         if not seen or seen[-1] != st:
             seen.append(st)
         return st if st in states else None
@@ -88,7 +88,7 @@ def wait_state(host, local: tuple, remote: tuple, states: Iterable[str], timeout
 
 def wait_listening(host, port: int, family: int, timeout: float, program=None) -> None:
     """Poll sock_diag until something listens on ``port``.  With ``program`` (a
-    :class:`tcplab.process.Program`), fail at once if it exits first, with its output."""
+    :class:`tcplab.lab.process.Program`), fail at once if it exits first, with its output."""
     def check():
         if program is not None and program.proc.poll() is not None:
             raise TcplabError(f"{' '.join(program.argv)} exited with status {program.proc.returncode} before "
@@ -109,12 +109,23 @@ class StatePoller:
     the wire (``Topology.cross_next()`` holds every segment for milliseconds).  A timewait socket
     is seen as TIME_WAIT, and a socket that is gone as CLOSED.
 
-    ``conns``: ``{name: (host, local, remote)}``; :attr:`seen` maps each name to its states in order.
+    ``conns``: ``{name: conn}`` (each a :class:`~tcplab.Conn`); :attr:`seen` maps each name to its
+    states in order.
     """
 
     def __init__(self, conns: dict):
         import threading
-        self.conns = {k: (h, _norm(tuple(l)), _norm(tuple(r))) for k, (h, l, r) in conns.items()}
+        self.conns = {}
+        for k, c in conns.items():
+            if isinstance(c, tuple):    # the 0.1 form (host, local, remote)
+                import warnings
+                warnings.warn("StatePoller({name: (host, local, remote)}) is deprecated and goes in tcplab 0.3: "
+                              "give the connection itself, StatePoller({name: conn})", DeprecationWarning,
+                              stacklevel=2)
+                host, local, remote = c
+            else:
+                host, local, remote = c.host, c.local, c.peer
+            self.conns[k] = (host, _norm(tuple(local)), _norm(tuple(remote)))
         self.seen: dict[str, list[str]] = {k: [] for k in conns}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tcplab-state-poller", daemon=True)

@@ -141,11 +141,27 @@ class Conn:
 
     # -- state -------------------------------------------------------------------------
     def state(self) -> str:
-        """This connection's TCP state, read from the kernel (``CLOSED`` once it is gone)."""
-        return self.host.tcp_state(self.local, self.peer)
+        """This connection's TCP state, read from the kernel (``CLOSED`` once it is gone; a
+        timewait socket is ``TIME_WAIT``)."""
+        from .diag import state_of
+        return state_of(self.host.tcp_sockets(), self.local, self.peer)
 
     def wait_state(self, *states: str, timeout: float = 5.0) -> str:
-        return self.host.wait_state(self.local, self.peer, *states, timeout=timeout)
+        """Poll the kernel until this connection is in one of ``states``; return the one reached.
+        On a timeout the error lists every state seen, in order."""
+        from .diag import wait_state
+        return wait_state(self.host, self.local, self.peer, states, timeout)
+
+    def peer_state(self) -> str:
+        """The state of the other end of this connection, in the other host (``SYN_RECV`` for a
+        half-open connection that accept() has not returned yet)."""
+        from .diag import state_of
+        return state_of(self.host.peer.tcp_sockets(), self.peer, self.local)
+
+    def wait_peer_state(self, *states: str, timeout: float = 5.0) -> str:
+        """:meth:`wait_state` for the other end of this connection, in the other host."""
+        from .diag import wait_state
+        return wait_state(self.host.peer, self.peer, self.local, states, timeout)
 
     def fileno(self) -> int:
         return self.sock.fileno()

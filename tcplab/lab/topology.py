@@ -12,13 +12,14 @@ Each live topology on the machine has a subnet of its own (the first 198.18.0.0/
 sockets can be told apart by address in the kernel's machine-wide records (the state-change
 tracepoint has no namespace).
 
-Loss, delay and targeted drops live in the wire namespace (see :mod:`tcplab.impair`), so they
+Loss, delay and targeted drops live in the wire namespace (see :mod:`tcplab.lab.impair`), so they
 behave like a real lossy link: the sender's TCP retransmits, the sender's capture shows what was
 sent and the receiver's capture shows what arrived.  The hosts get static neighbour entries (no ARP
 or ND in a trace), ``lo`` up, offloads off (real segments, real checksums) and pinned TCP sysctls.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -34,11 +35,8 @@ from .netns import Namespace, ipr as _ipr
 from .. import settings
 
 CLIENT, SERVER = "client", "server"
-#: the addresses of the first subnet (index 0); :class:`Subnet` gives each topology its own
-ADDRS = {
-    CLIENT: {4: "198.18.0.1", 6: "2001:db8::1", "mac": "02:00:c6:12:00:01"},
-    SERVER: {4: "198.18.0.2", 6: "2001:db8::2", "mac": "02:00:c6:12:00:02"},
-}
+#: each host's MAC (its addresses come from the topology's :class:`Subnet`)
+MACS = {CLIENT: "02:00:c6:12:00:01", SERVER: "02:00:c6:12:00:02"}
 HOST_ID = {CLIENT: 1, SERVER: 2}
 SUBNETS = 512          # 198.18.0.0/24 ... 198.19.255.0/24: the whole of 198.18.0.0/15
 
@@ -76,12 +74,16 @@ OFFLOADS_OFF = ("tx-checksum-ip-generic", "tx-tcp-segmentation", "tx-tcp6-segmen
                 "tx-generic-segmentation", "tx-scatter-gather", "rx-gro")
 
 
+def _deprecated(old: str, new: str) -> None:
+    import warnings
+    warnings.warn(f"{old} is deprecated and goes in tcplab 0.3: use {new}", DeprecationWarning, stacklevel=3)
+
+
 def family_of(family: Any) -> int:
-    if family in (4, socket.AF_INET, "4", "ipv4", "IPv4"):
-        return 4
-    if family in (6, socket.AF_INET6, "6", "ipv6", "IPv6"):
-        return 6
-    raise ConfigError(f"family={family!r} is not an IP family: use 4 or 6")
+    """4 or 6, as the ``family`` fixture gives it; anything else is refused with the fix."""
+    if family in (4, 6) and not isinstance(family, bool):
+        return family
+    raise ConfigError(f"family={family!r} is not an IP family: use 4 or 6 (the family fixture's values)")
 
 
 def af(family: int) -> int:
@@ -153,7 +155,7 @@ class Host:
         self.topo = topo
         self.name = name
         self.ns = ns
-        self.mac = ADDRS[name]["mac"]
+        self.mac = MACS[name]
         self.ifname = IFNAME
         self._closables: list[Any] = []
         self._diag = None
@@ -166,15 +168,14 @@ class Host:
 
     def peer_addrs(self) -> dict:
         other = SERVER if self.name == CLIENT else CLIENT
-        return {4: self.topo.subnet.addr(other, 4), 6: self.topo.subnet.addr(other, 6), "mac": ADDRS[other]["mac"]}
+        return {4: self.topo.subnet.addr(other, 4), 6: self.topo.subnet.addr(other, 6), "mac": MACS[other]}
 
     @property
     def peer(self) -> "Host":
         return self.topo.server if self.name == CLIENT else self.topo.client
 
     # -- set-up (runs in the namespace thread) -----------------------------------------
-    def _pin_sysctls(self) -> dict[str, str]:
-        applied = {}
+    def _pin_sysctls(self) -> None:
         for knob in settings.TCP_KNOBS + settings.IPV6_KNOBS:
             path = "/proc/sys/" + knob.key.replace(".", "/")
             if not os.path.exists(path):
@@ -183,9 +184,6 @@ class Host:
                 raise TcplabError(f"sysctl {knob.key} is missing in the namespace ({knob.why})")
             with open(path, "w") as f:
                 f.write(knob.value)
-            with open(path) as f:
-                applied[knob.key] = " ".join(f.read().split())
-        return applied
 
     def _configure_link(self) -> None:
         ipr = _ipr(self.ns)
@@ -262,7 +260,7 @@ class Host:
         return Conn.connect(self, address, timeout=timeout, wait=wait, port=port)
 
     def popen(self, argv: list[str], **kw: Any):
-        """Start an external program inside this host; see :class:`tcplab.process.Program`."""
+        """Start an external program inside this host; see :class:`tcplab.lab.process.Program`."""
         from .process import Program
         prog = Program.start(self, argv, **kw)
         self._closables.append(prog)
@@ -274,10 +272,15 @@ class Host:
         return self.ns.run(list_tcp, self)
 
     def tcp_state(self, local: tuple, remote: tuple) -> str:
+        """Deprecated (goes in 0.3): ``conn.state()``, or ``conn.peer_state()`` for the other end."""
+        _deprecated("host.tcp_state(local, remote)", "conn.state() (or conn.peer_state() for the other end)")
         from .diag import state_of
         return state_of(self.tcp_sockets(), local, remote)
 
     def wait_state(self, local: tuple, remote: tuple, *states: str, timeout: float = 5.0) -> str:
+        """Deprecated (goes in 0.3): ``conn.wait_state(STATE)``, or ``conn.wait_peer_state(STATE)``."""
+        _deprecated("host.wait_state(local, remote, STATE)",
+                    "conn.wait_state(STATE) (or conn.wait_peer_state(STATE) for the other end)")
         from .diag import wait_state
         return wait_state(self, local, remote, states, timeout)
 
@@ -330,9 +333,8 @@ class Topology:
             self.server = Host(self, SERVER, s_ns)
             self.wire = w_ns
             # conf.default must be set before eth0 arrives in each host.
-            pins = [h.ns.submit(h._pin_sysctls) for h in (self.client, self.server)]
-            self.pinned = pins[0].result()
-            pins[1].result()
+            for pin in [h.ns.submit(h._pin_sysctls) for h in (self.client, self.server)]:
+                pin.result()
             w_ns.run(self._build_wire)
             jobs = [h.ns.submit(h._configure_link) for h in (self.client, self.server)]
             for j in jobs:
@@ -407,9 +409,12 @@ class Topology:
                 i = _ipr(self.wire)
                 for idx in self.wire_ports.values():
                     i.tc("add", "tbf", idx, 0x10000, rate="16kbit", burst=1600, limit=100000)
+            from pyroute2.netlink.exceptions import NetlinkError
             try:
                 self.wire.run(add)
-            except Exception as exc:  # sch_tbf missing (a kernel built without it)
+            except NetlinkError as exc:
+                if exc.code not in (errno.ENOENT, errno.EOPNOTSUPP):   # anything but "no such qdisc kind"
+                    raise
                 from ..errors import Unsupported
                 raise Unsupported(f"the kernel refused a tbf qdisc ({exc}): cross_next() needs sch_tbf") from None
             self._tbf = True
@@ -455,9 +460,9 @@ class Topology:
 
     def impair(self, *, c2s=None, s2c=None, both=None, drops=(), backend: str | None = None,
                seed: int | None = None):
-        """Impair the wire: ``c2s``/``s2c`` (or ``both``) are :class:`tcplab.impair.Netem` specs,
-        ``drops`` a list of :class:`tcplab.impair.Drop`.  Returns the applied
-        :class:`tcplab.impair.WireImpairments` (backend, counters, ``seed``).  Can be called once.
+        """Impair the wire: ``c2s``/``s2c`` (or ``both``) are :class:`tcplab.Netem` specs,
+        ``drops`` a list of :class:`tcplab.Drop`.  Returns the applied
+        :class:`tcplab.lab.impair.WireImpairments` (backend, counters, ``seed``).  Can be called once.
         ``seed`` (default: the topology's, else a fresh one) fixes the random loss pattern on
         the nftables backend."""
         from .impair import Drop, Netem, WireImpairments, chosen_backend
@@ -469,11 +474,11 @@ class Topology:
             c2s = s2c = both
         for name, spec in (("c2s", c2s), ("s2c", s2c)):
             if spec is not None and not isinstance(spec, Netem):
-                raise ConfigError(f"{name}= takes a tcplab.impair.Netem(...), not {type(spec).__name__}")
+                raise ConfigError(f"{name}= takes a tcplab.Netem(...), not {type(spec).__name__}")
         drops = list(drops)
         for d in drops:
             if not isinstance(d, Drop):
-                raise ConfigError(f"drops= takes tcplab.impair.Drop(...) items, not {type(d).__name__}")
+                raise ConfigError(f"drops= takes tcplab.Drop(...) items, not {type(d).__name__}")
         if seed is not None:
             check_int("seed", seed, 0, 2**63 - 1, "a whole number from 0 (e.g. seed=1234)")
         imp = WireImpairments(self, chosen_backend(backend), seed if seed is not None else self.seed)
@@ -482,9 +487,9 @@ class Topology:
         return imp
 
     def capture(self, name: str = "capture", *, bulk: bool = False, **kw: Any):
-        """Start a capture on both ends of the link; see :class:`tcplab.capture.Capture`.  With
+        """Start a capture on both ends of the link; see :class:`tcplab.Capture`.  With
         ``bulk=True``, a headers-only ring capture that keeps up with bulk transfers
-        (:class:`tcplab.ring.RingCapture`: ``snaplen=128``, ``ring_mb=64`` per end)."""
+        (:class:`tcplab.RingCapture`: ``snaplen=128``, ``ring_mb=64`` per end)."""
         if bulk:
             from ..observe.ring import RingCapture
             cap = RingCapture(self, name=name, **kw)

@@ -63,8 +63,8 @@ def test_targeted_drop_drops_exactly_that_segment(topology, drop, lost_line):
         c.close()
         peer.recv_eof(timeout=10)
         peer.close()
-        topology.client.wait_state(c.local, c.peer, "TIME_WAIT", timeout=10)
-        topology.server.wait_state(peer.local, peer.peer, "CLOSED", timeout=10)
+        c.wait_state("TIME_WAIT", timeout=10)
+        peer.wait_state("CLOSED", timeout=10)
     conn = cap.trace.connection(port=7788)
     assert imp.counters() == {"drop0": 1}
     assert [conn.line(s) for s in conn.lost()] == [lost_line]

@@ -24,7 +24,7 @@ def test_same_ports_everywhere(hosts, n, record_property):
         client.close()
         assert peer.recv_eof() == b""
         peer.close()
-        hosts.server.wait_state(peer.local, peer.peer, "CLOSED")
+        peer.wait_state("CLOSED")
     conn = cap.trace.connection(port=7788)
     assert conn.state_path("client") == ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]
     assert conn.state_path("server") == ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]

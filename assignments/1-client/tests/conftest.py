@@ -85,13 +85,13 @@ def exchange(hosts, student):
             if peer is not None and peer.peer is not None:
                 # the close ends when the server's FIN is acknowledged (or reset)
                 try:
-                    hosts.server.wait_state(peer.local, peer.peer, "CLOSED", timeout=2)
+                    peer.wait_state("CLOSED", timeout=2)
                 except TcplabError:
                     pass
         ex = Exchange(outcome, request, server_notes=notes)
         if peer is not None:
-            ex.server_state = hosts.server.tcp_state(peer.local, peer.peer)
-            ex.client_state = hosts.client.tcp_state(peer.peer, peer.local)
+            ex.server_state = peer.state()
+            ex.client_state = peer.peer_state()
         ex.reply = reply_for(request) if request is not None else b""
         conns = cap.trace.connections(port=PORT)
         ex.conn = conns[0] if conns else None

@@ -31,7 +31,7 @@ def _talk(hosts, *, connect_timeout=5.0):
         client.close()
         assert peer.recv_eof() == b""
         peer.close()
-        until(lambda: hosts.server.tcp_state(peer.local, peer.peer) == "CLOSED", 10,
+        until(lambda: peer.state() == "CLOSED", 10,
               "the server's socket to close")
     return cap.trace.connection(port=PORT)
 
