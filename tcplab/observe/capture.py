@@ -138,10 +138,12 @@ def is_marker(pkt: Any) -> bool:
 
 
 def flush_wire(src, dst, cond: threading.Condition, arrived: Callable[[bytes], bool], timeout: float,
-               check: Callable[[], None] = lambda: None) -> bool:
+               check: Callable[[], None] = lambda: None) -> None:
     """Send marker frames ``src`` -> ``dst`` (backing off from 50 ms) until ``arrived(token)``,
-    evaluated under ``cond`` whenever a reader notifies it, or ``timeout`` passes.  ``check`` runs
-    after every wait (a reader's failure raises there).  True once a marker arrived."""
+    evaluated under ``cond`` whenever a reader notifies it.  ``check`` runs after every wait (a
+    reader's failure raises there).  A marker arrives after everything sent before it, so its
+    arrival proves the capture holds every frame that was on the wire; where none arrives within
+    ``timeout``, frames may still be missing, and :class:`CaptureIncomplete` says so."""
     out = src.ns.run(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         out.bind((src.ifname, 0))
@@ -155,9 +157,12 @@ def flush_wire(src, dst, cond: threading.Condition, arrived: Callable[[bytes], b
                                    timeout=min(0.05 * 2 ** min(n, 4), max(0.0, deadline - time.monotonic())))
             check()
             if ok:
-                return True
+                return
             if time.monotonic() >= deadline:
-                return False
+                raise CaptureIncomplete(
+                    f"no marker frame sent {src.name} -> {dst.name} arrived within {timeout:g} s ({n + 1} sent): "
+                    "what was still on the wire may be missing from the capture (is the wire dropping "
+                    "everything? give flush_timeout= more time for a slow wire)")
             n += 1
     finally:
         out.close()
@@ -270,7 +275,6 @@ class Capture(BothEnds):
         self.ready_timeout = ready_timeout
         self.paths = {h.name: Path(topo.workdir) / f"{name}-{h.name}.pcap" for h in topo.hosts}
         self.packets: dict[str, list] = {}
-        self.flushed: dict[str, bool] = {}
         self.stats: dict[str, dict[str, int]] = {}
         self._socks: dict[str, Any] = {}
         self._seen = {h.name: 0 for h in topo.hosts}
@@ -306,9 +310,9 @@ class Capture(BothEnds):
                 self._markers[pkt.sniffed_on].add(bytes(pkt.payload)[len(MARKER_MAGIC):])
             self._cond.notify_all()
 
-    def _flush(self, src, dst) -> bool:
-        """Send markers src -> dst until one arrives at dst, or the flush timeout passes."""
-        return flush_wire(src, dst, self._cond, lambda token: token in self._markers[dst.name], self.flush_timeout)
+    def _flush(self, src, dst) -> None:
+        """Send markers src -> dst until one arrives at dst (CaptureIncomplete after the flush timeout)."""
+        flush_wire(src, dst, self._cond, lambda token: token in self._markers[dst.name], self.flush_timeout)
 
     def _drain(self, stall: float = 5.0) -> None:
         """Wait until the sniffer has read every frame the kernel queued.  Fails only if it makes
@@ -341,7 +345,8 @@ class Capture(BothEnds):
             return self
         try:
             c, s = self.topo.client, self.topo.server
-            self.flushed = {"client>server": self._flush(c, s), "server>client": self._flush(s, c)}
+            self._flush(c, s)
+            self._flush(s, c)
             self._account()
             self._drain()
         finally:
@@ -387,7 +392,7 @@ class Capture(BothEnds):
     # -- results -----------------------------------------------------------------------
     @property
     def trace(self):
-        """The :class:`tcplab.trace.Trace` of both ends (after the capture stopped)."""
+        """The :class:`tcplab.Trace` of both ends (after the capture stopped)."""
         if self.running:
             raise TcplabError("the capture is still running: read .trace after the `with` block")
         if self._trace is None:

@@ -226,7 +226,7 @@ def _parse_body(lines, i, header_indent, lineno):
 
 
 class Expectation:
-    """A parsed script; :meth:`check` matches it against a :class:`~tcplab.trace.Connection`."""
+    """A parsed script; :meth:`check` matches it against a :class:`~tcplab.Connection`."""
 
     def __init__(self, root: Seq, text: str):
         self.root = root

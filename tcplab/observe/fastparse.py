@@ -1,5 +1,5 @@
 """TCP segments straight from frame bytes, without Scapy: for bulk captures (hundreds of thousands
-of segments).  Gives the same :class:`tcplab.trace.Segment` values as ``Segment.from_scapy`` for
+of segments).  Gives the same :class:`tcplab.Segment` values as ``Segment.from_scapy`` for
 Ethernet + IPv4/IPv6 + TCP frames (option names as Scapy spells them), and skips anything else.
 The payload is what the capture kept (a headers-only capture keeps part of it or none).
 """

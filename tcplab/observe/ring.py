@@ -12,10 +12,10 @@ frames).  This capture asks the kernel for less work per frame:
 * a reader thread walks each full block with ``struct`` and appends pcap records (nanosecond
   timestamps) to a buffer, then hands the block back; nothing is parsed per frame but its header.
 
-Readiness, flushing and completeness are the same as :class:`tcplab.capture.Capture`'s: the ring is
+Readiness, flushing and completeness are the same as :class:`tcplab.Capture`'s: the ring is
 bound before :meth:`start` returns, marker frames flush the wire at stop, ``PACKET_STATISTICS``
 proves that the kernel dropped nothing (else :class:`~tcplab.errors.CaptureIncomplete`), and one
-pcap per end is written.  The trace is built by :func:`tcplab.fastparse.segments_from_frames`,
+pcap per end is written.  The trace is built by :func:`tcplab.observe.fastparse.segments_from_frames`,
 without Scapy.
 """
 from __future__ import annotations
@@ -129,7 +129,7 @@ class _End:
 
 
 class RingCapture(BothEnds):
-    """Headers-only capture of both ends for bulk transfers.  Use like :class:`tcplab.capture.Capture`::
+    """Headers-only capture of both ends for bulk transfers.  Use like :class:`tcplab.Capture`::
 
         with topo.capture(bulk=True) as cap:      # snaplen 128, 64 MiB ring per end
             ...a 200 MB transfer...
@@ -144,7 +144,6 @@ class RingCapture(BothEnds):
         self.flush_timeout, self.ready_timeout = flush_timeout, ready_timeout
         self.paths = {h.name: Path(topo.workdir) / f"{name}-{h.name}.pcap" for h in topo.hosts}
         self.stats: dict[str, dict[str, int]] = {}
-        self.flushed: dict[str, bool] = {}
         self._ends: dict[str, _End] = {}
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -196,8 +195,8 @@ class RingCapture(BothEnds):
             with self._cond:
                 self._cond.notify_all()
 
-    def _flush(self, src, dst) -> bool:
-        return flush_wire(src, dst, self._cond,
+    def _flush(self, src, dst) -> None:
+        flush_wire(src, dst, self._cond,
                           lambda token: token in self._ends[dst.name].markers or self._error is not None,
                           self.flush_timeout, self._raise_reader_error)
 
@@ -217,7 +216,8 @@ class RingCapture(BothEnds):
         try:
             c, s = self.topo.client, self.topo.server
             self._eager.set()
-            self.flushed = {"client>server": self._flush(c, s), "server>client": self._flush(s, c)}
+            self._flush(c, s)
+            self._flush(s, c)
             until(self._drained, 10, "the ring reader to take every frame the kernel queued")
         finally:
             self._stop.set()

@@ -311,7 +311,7 @@ class Connection:
 
     # -- expectations ----------------------------------------------------------------
     def expect(self, script: str, *, complete: bool = True) -> None:
-        """Assert the exchange matches ``script``; see :mod:`tcplab.expect` for the notation."""
+        """Assert the exchange matches ``script``; see :mod:`tcplab.observe.expect` for the notation."""
         __tracebackhide__ = True  # pytest: point at the lab's line, not at tcplab
         from .expect import Expectation
         Expectation.parse(script).check(self, complete=complete)

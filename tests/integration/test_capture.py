@@ -90,3 +90,18 @@ def test_bulk_capture_validates_its_arguments(topology):
         topology.capture(bulk=True, snaplen=20)
     with pytest.raises(ConfigError, match="ring_mb=0 is out of range"):
         topology.capture(bulk=True, ring_mb=0)
+
+
+def test_a_flush_that_never_arrives_says_the_capture_may_be_partial(topology):
+    """A wire that delivers nothing at the end (its ports down): the capture cannot prove it holds
+    everything that was on the wire, and says so instead of passing a partial trace."""
+    from tcplab import CaptureIncomplete
+    from tcplab.lab.netns import ipr
+    cap = topology.capture(flush_timeout=0.5).start()
+
+    def ports_down():
+        for idx in topology.wire_ports.values():
+            ipr(topology.wire).link("set", index=idx, state="down")
+    topology.wire.run(ports_down)
+    with pytest.raises(CaptureIncomplete, match=r"no marker frame sent client -> server arrived within 0.5 s"):
+        cap.stop()
