@@ -96,10 +96,13 @@ def test_public_names_are_pinned():
         assert getattr(tcplab, name) is not None
 
 
-def test_old_flat_module_paths_still_import():
-    from tcplab.impair import Drop
-    from tcplab.trace import Trace
+def test_old_flat_module_paths_still_import_with_a_deprecation_warning():
+    import pytest
     import tcplab
+    with pytest.warns(DeprecationWarning, match=r"tcplab.impair is deprecated .*\(from tcplab import Drop\)"):
+        from tcplab.impair import Drop
+    with pytest.warns(DeprecationWarning, match=r"tcplab.trace is deprecated"):
+        from tcplab.trace import Trace
     assert Drop is tcplab.Drop and Trace is tcplab.Trace
 
 
