@@ -236,7 +236,7 @@ def run_vm(kernel: Path, guest: Guest, *, timeout: float, boot_timeout: float, k
             accel = "kvm" if ok else "tcg"
             print(f"[tcplab vm] accelerator: {accel} ({why})", flush=True)
         shared = f"{scratch}/tcplab-results"
-        env = {**guest.env, GUEST_ENV: "1"}
+        env = {"TCPLAB_TIME_SCALE": f"{time_scale(accel):g}", **guest.env, GUEST_ENV: "1"}
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         command = " ".join(shlex.quote(a.replace("{results}", shared)) for a in guest.argv)
         (results / "run.sh").write_text(f"""
@@ -372,6 +372,14 @@ def cgroup_limits() -> tuple[float | None, int | None]:
     except (OSError, ValueError):
         pass
     return cpus, mem
+
+
+def time_scale(accel: str) -> float:
+    """How many times slower than this machine's CPU the guest runs: an emulated CPU (TCG) about 5
+    times (measured: Python's start-up, KERNEL-NOTES), and a CPU quota under one CPU by its inverse.
+    The guest's sandbox stretches student code's time limits by it."""
+    quota, _ = cgroup_limits()
+    return (5.0 if accel == "tcg" else 1.0) * (1.0 / quota if quota is not None and quota < 1 else 1.0)
 
 
 def default_cpus() -> int:

@@ -66,6 +66,12 @@ class Limits:
         check_int("file_mb", self.file_mb, 1, 4096, "1 to 4096 MiB per file written")
         check_int("open_files", self.open_files, 16, 65536, "16 to 65536 open files")
 
+    def scaled(self, factor: float) -> "Limits":
+        """These limits with the wall-clock and CPU times ``factor`` times as long."""
+        import dataclasses
+        import math
+        return dataclasses.replace(self, wall=self.wall * factor, cpu=min(3600, math.ceil(self.cpu * factor)))
+
     def prlimit_args(self, tasks_now: int = 0) -> list[str]:
         """``tasks_now``: tasks the sandbox's uid already runs (RLIMIT_NPROC counts them all)."""
         mib = 1024 * 1024
@@ -157,7 +163,8 @@ class Sandbox:
         submission = Path(submission)
         if not submission.is_dir():
             raise ConfigError(f"submission {submission}: no such folder (give the folder with the student's files)")
-        self.host, self.caps, self.limits = host, tuple(caps), limits
+        self.scale = time_scale()
+        self.host, self.caps, self.limits = host, tuple(caps), limits.scaled(self.scale)
         from ..claim import Claim
         self._uid = Claim("sandbox-uid", UID_COUNT, start=os.getpid() % UID_COUNT)   # freed when we exit
         if self._uid.number is None:
@@ -232,7 +239,7 @@ class Sandbox:
     def wait(self, prog: Program, *, wall: float | None = None) -> Outcome:
         """Wait for a started program to end, at most the wall-clock limit from its start; then
         stop it (and everything it started) and say how it ended."""
-        limit = self.limits.wall if wall is None else wall
+        limit = self.limits.wall if wall is None else wall * self.scale
         left = max(0.0, prog.started + limit - time.monotonic())
         timed_out = False
         try:
@@ -252,6 +259,20 @@ class Sandbox:
                 errors.append(f"stopping {prog}: {exc!r}")
         self._uid.release()
         return errors
+
+
+def time_scale() -> float:
+    """How many times slower than a real CPU student code runs here: 1, or what tcplab's VM puts in
+    TCPLAB_TIME_SCALE (an emulated CPU, a container's CPU quota).  Time limits exist to stop a
+    hang or a spin, not to judge speed, so they stretch by this much."""
+    text = os.environ.get("TCPLAB_TIME_SCALE", "1")
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1 <= value <= 100:
+        raise ConfigError(f"TCPLAB_TIME_SCALE={text!r} is out of range: a number from 1 to 100")
+    return value
 
 
 def uid_mapped(uid: int) -> bool:
