@@ -7,38 +7,38 @@ from tcplab.errors import CaptureIncomplete
 from tcplab.observe.trace import Trace
 
 
-def test_first_syn_is_always_captured(topology):
+def test_first_syn_is_always_captured(hosts):
     """Traffic sent immediately after start() is never missed (30 of 30 lost with a naive
     AsyncSniffer.start(); tcplab creates and binds the socket before returning)."""
-    srv = topology.server.listen(7788)
+    srv = hosts.server.listen(7788)
     for i in range(30):
-        with topology.capture(name=f"c{i}") as cap:
-            c = topology.client.connect(srv.address)
+        with hosts.capture(name=f"c{i}") as cap:
+            c = hosts.client.connect(srv.address)
             srv.accept().close()
         first = cap.trace.connections(port=7788)[0].segments[0]
         assert first.flags == {"SYN"}, i
         c.close()
 
 
-def test_pcaps_are_written_and_readable(topology):
-    with topology.capture() as cap:
-        srv = topology.server.listen(7788)
-        topology.client.connect(srv.address)
+def test_pcaps_are_written_and_readable(hosts):
+    with hosts.capture() as cap:
+        srv = hosts.server.listen(7788)
+        hosts.client.connect(srv.address)
         srv.accept()
     assert set(cap.paths) == {"client", "server"}
     offline = Trace.from_pcaps({n: p for n, p in cap.paths.items()},
-                               {h.name: {h.addr(4), h.addr(6)} for h in topology.hosts})
+                               {h.name: {h.addr(4), h.addr(6)} for h in hosts.hosts})
     assert offline.connection(port=7788).script() == cap.trace.connection(port=7788).script()
 
 
-def test_kernel_drops_on_the_capture_socket_fail_loudly(topology, monkeypatch):
+def test_kernel_drops_on_the_capture_socket_fail_loudly(hosts, monkeypatch):
     """With a tiny capture buffer and a burst of frames, the kernel drops some: the capture
     raises CaptureIncomplete with the counts instead of handing back a partial trace."""
     import tcplab.observe.capture as capmod
     monkeypatch.setattr(capmod, "RCVBUF", 1)  # the kernel rounds up to its minimum (a few frames)
-    cap = topology.capture()
+    cap = hosts.capture()
     cap.start()
-    out = topology.client.ns.run(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
+    out = hosts.client.ns.run(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
     out.bind(("eth0", 0))
     dst = bytes.fromhex("02:00:c6:12:00:02".replace(":", ""))
     src = bytes.fromhex("02:00:c6:12:00:01".replace(":", ""))
@@ -49,14 +49,14 @@ def test_kernel_drops_on_the_capture_socket_fail_loudly(topology, monkeypatch):
         cap.stop()
 
 
-def test_bulk_capture_is_complete_for_a_large_transfer(topology):
+def test_bulk_capture_is_complete_for_a_large_transfer(hosts):
     """bulk=True: a headers-only ring per end; 20 MB cross the wire, the kernel drops nothing,
     every data byte appears in the trace, and the pcaps read back with the same segments."""
     from tcplab import Trace
     nbytes = 20_000_000
-    with topology.capture(bulk=True) as cap:
-        srv = topology.server.listen(port=5001)
-        client = topology.client.connect(srv.address)
+    with hosts.capture(bulk=True) as cap:
+        srv = hosts.server.listen(port=5001)
+        client = hosts.client.connect(srv.address)
         peer = srv.accept()
         chunk = bytes(1 << 16)
         import threading
@@ -79,29 +79,29 @@ def test_bulk_capture_is_complete_for_a_large_transfer(topology):
     assert conn.lost() == []
     assert max(len(s.payload) for s in conn) <= 128 - 14 - 20 - 20
     offline = Trace.from_pcaps({"client": cap.paths["client"], "server": cap.paths["server"]},
-                               {"client": {topology.client.addr(4)}, "server": {topology.server.addr(4)}})
+                               {"client": {hosts.client.addr(4)}, "server": {hosts.server.addr(4)}})
     fields = lambda c: [(s.seq, s.ack, s.flags, s.length, s.options) for s in c.segments]  # noqa: E731
     assert fields(offline.connection(port=5001)) == fields(conn)
 
 
-def test_bulk_capture_validates_its_arguments(topology):
+def test_bulk_capture_validates_its_arguments(hosts):
     from tcplab import ConfigError
     with pytest.raises(ConfigError, match="snaplen=20 is out of range"):
-        topology.capture(bulk=True, snaplen=20)
+        hosts.capture(bulk=True, snaplen=20)
     with pytest.raises(ConfigError, match="ring_mb=0 is out of range"):
-        topology.capture(bulk=True, ring_mb=0)
+        hosts.capture(bulk=True, ring_mb=0)
 
 
-def test_a_flush_that_never_arrives_says_the_capture_may_be_partial(topology):
+def test_a_flush_that_never_arrives_says_the_capture_may_be_partial(hosts):
     """A wire that delivers nothing at the end (its ports down): the capture cannot prove it holds
     everything that was on the wire, and says so instead of passing a partial trace."""
     from tcplab import CaptureIncomplete
     from tcplab.lab.netns import ipr
-    cap = topology.capture(flush_timeout=0.5).start()
+    cap = hosts.capture(flush_timeout=0.5).start()
 
     def ports_down():
-        for idx in topology.wire_ports.values():
-            ipr(topology.wire).link("set", index=idx, state="down")
-    topology.wire.run(ports_down)
+        for idx in hosts.wire_ports.values():
+            ipr(hosts.wire).link("set", index=idx, state="down")
+    hosts.wire.run(ports_down)
     with pytest.raises(CaptureIncomplete, match=r"no marker frame sent client -> server arrived within 0.5 s"):
         cap.stop()

@@ -30,10 +30,10 @@ def _burst(topo, n):
     out.close()
 
 
-def test_random_loss_rate_is_within_binomial_bounds(topology):
-    imp = topology.impair(c2s=Netem(loss=P * 100))
-    with topology.capture() as cap:
-        _burst(topology, N)
+def test_random_loss_rate_is_within_binomial_bounds(hosts):
+    imp = hosts.impair(c2s=Netem(loss=P * 100))
+    with hosts.capture() as cap:
+        _burst(hosts, N)
     sent = sum(1 for p in cap.packets["client"] if p.haslayer("TCP") and p["TCP"].sport == 5555)
     arrived = sum(1 for p in cap.packets["server"] if p.haslayer("TCP") and p["TCP"].sport == 5555)
     lo, hi = binomial_bounds(sent, P)
@@ -53,12 +53,12 @@ HANDSHAKE = "> S 0:0(0)\n< S. 0:0(0) ack 1\n> . 1:1(0) ack 1\n"
     (Drop(">", "F."), "> F. 1:1(0) ack 1"),                        # the first FIN
     (Drop(">", ".", nth=2), "> . 2:2(0) ack 2"),                   # the last ACK of the close
 ], ids=["first-syn-ack", "handshake-final-ack", "first-fin", "close-last-ack"])
-def test_targeted_drop_drops_exactly_that_segment(topology, drop, lost_line):
-    topology.server.quickack(True)
-    imp = topology.impair(drops=[drop])
-    with topology.capture() as cap:
-        srv = topology.server.listen(7788)
-        c = topology.client.connect(srv.address, timeout=10)
+def test_targeted_drop_drops_exactly_that_segment(hosts, drop, lost_line):
+    hosts.server.quickack(True)
+    imp = hosts.impair(drops=[drop])
+    with hosts.capture() as cap:
+        srv = hosts.server.listen(7788)
+        c = hosts.client.connect(srv.address, timeout=10)
         peer = srv.accept(timeout=10)
         c.close()
         peer.recv_eof(timeout=10)
@@ -70,12 +70,12 @@ def test_targeted_drop_drops_exactly_that_segment(topology, drop, lost_line):
     assert [conn.line(s) for s in conn.lost()] == [lost_line]
 
 
-def test_drop_with_payload_only_counts_data_segments(topology):
-    imp = topology.impair(drops=[Drop(">", "P.", payload=True, nth=2)])
-    topology.server.quickack(True)
-    with topology.capture() as cap:
-        srv = topology.server.listen(7788)
-        c = topology.client.connect(srv.address)
+def test_drop_with_payload_only_counts_data_segments(hosts):
+    imp = hosts.impair(drops=[Drop(">", "P.", payload=True, nth=2)])
+    hosts.server.quickack(True)
+    with hosts.capture() as cap:
+        srv = hosts.server.listen(7788)
+        c = hosts.client.connect(srv.address)
         peer = srv.accept()
         for m in (b"one", b"two", b"three"):
             c.send(m)
@@ -85,31 +85,31 @@ def test_drop_with_payload_only_counts_data_segments(topology):
     assert imp.counters() == {"drop0": 1}
 
 
-def test_fallback_refuses_what_it_cannot_emulate(topology):
+def test_fallback_refuses_what_it_cannot_emulate(hosts):
     with pytest.raises(Unsupported, match="lacks sch_netem .*delay, jitter needs it"):
-        topology.impair(both=Netem(delay=10, jitter=2), backend="nft")
+        hosts.impair(both=Netem(delay=10, jitter=2), backend="nft")
 
 
-def test_impair_twice_is_an_error(topology):
-    topology.impair(drops=[Drop(">", "S")])
+def test_impair_twice_is_an_error(hosts):
+    hosts.impair(drops=[Drop(">", "S")])
     with pytest.raises(ConfigError, match="already impaired"):
-        topology.impair(drops=[Drop(">", "S")])
+        hosts.impair(drops=[Drop(">", "S")])
 
 
 def test_backend_auto_follows_the_kernel():
     assert chosen_backend("auto") == ("netem" if probe_netem()[0] else "nft")
 
 
-def test_netem_delay_shapes_the_rtt(topology):
+def test_netem_delay_shapes_the_rtt(hosts):
     """Runs where the kernel has sch_netem (the QEMU kernel in CI); elsewhere it is a skip with
     the kernel's reason, and a failure under --tcplab-strict."""
     ok, why = probe_netem()
     if not ok:
         raise Unsupported(f"netem delay test: {why}")
-    topology.impair(c2s=Netem(delay=20), s2c=Netem(delay=10), backend="netem")
-    with topology.capture() as cap:
-        srv = topology.server.listen(7788)
-        topology.client.connect(srv.address)
+    hosts.impair(c2s=Netem(delay=20), s2c=Netem(delay=10), backend="netem")
+    with hosts.capture() as cap:
+        srv = hosts.server.listen(7788)
+        hosts.client.connect(srv.address)
         srv.accept()
     conn = cap.trace.connection(port=7788)
     syn, synack, _ = conn.segments
@@ -120,14 +120,14 @@ def test_netem_delay_shapes_the_rtt(topology):
     assert 0.010 <= s2c < 0.025, f"server->client took {s2c * 1000:.1f} ms with 10 ms of netem delay"
 
 
-def test_netem_loss_is_real_loss(topology):
+def test_netem_loss_is_real_loss(hosts):
     ok, why = probe_netem()
     if not ok:
         raise Unsupported(f"netem loss test: {why}")
-    with topology.capture() as cap:
+    with hosts.capture() as cap:
         # impaired after the capture started: every frame the qdisc ever sees is captured
-        imp = topology.impair(c2s=Netem(loss=P * 100), backend="netem")
-        _burst(topology, N)
+        imp = hosts.impair(c2s=Netem(loss=P * 100), backend="netem")
+        _burst(hosts, N)
     sent = sum(1 for p in cap.packets["client"] if p.haslayer("TCP") and p["TCP"].sport == 5555)
     arrived = sum(1 for p in cap.packets["server"] if p.haslayer("TCP") and p["TCP"].sport == 5555)
     lo, hi = binomial_bounds(sent, P)
@@ -170,6 +170,6 @@ def test_seeded_pattern_is_a_function_of_seed_and_direction():
     assert seeded_loss_pattern(7, "c2s", 0) == [] and len(seeded_loss_pattern(7, "c2s", 100)) == 16384
 
 
-def test_seed_is_validated(topology):
+def test_seed_is_validated(hosts):
     with pytest.raises(ConfigError, match="seed=-3 is out of range"):
-        topology.impair(both=Netem(loss=5), seed=-3)
+        hosts.impair(both=Netem(loss=5), seed=-3)

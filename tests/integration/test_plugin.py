@@ -44,8 +44,8 @@ def test_fixtures_are_listed_with_their_docstrings(tmp_path):
     (tmp_path / "test_x.py").write_text("def test_x(hosts):\n    pass\n")
     r = _pytest(tmp_path, "--fixtures", "-q")
     assert r.returncode == 0, r.stderr
-    for name, doc in (("hosts", "The topology under the name labs use"),
-                      ("topology", "Client and server hosts on a wire"),
+    for name, doc in (("hosts", "Client and server hosts on a wire"),
+                      ("topology", "Deprecated (goes in 0.3): the same object as ``hosts``"),
                       ("family", "Each lab runs over IPv4 and IPv6")):
         block = r.stdout.split(f"\n{name} ", 1)
         assert len(block) == 2 and doc in block[1].split("\n\n")[0], f"{name} missing:\n{r.stdout[-3000:]}"
@@ -92,3 +92,9 @@ def test_errors_in_a_labs_own_text_point_at_the_lab(tmp_path):
     assert "E       tcplab.errors.ConfigError: loss=150 is out of range: a percentage from 0 to 100" in out
     assert "test_bad.py:19: ConfigError" in out
     assert "tcplab/observe/expect.py" not in out and "tcplab/lab/impair.py" not in out, out
+
+
+def test_the_topology_fixture_warns_that_it_goes(tmp_path):
+    (tmp_path / "test_x.py").write_text("def test_x(topology, hosts):\n    assert topology is hosts\n")
+    r = _pytest(tmp_path, "-q", "-W", "error::DeprecationWarning", f"--basetemp={tmp_path / 'bt'}")
+    assert r.returncode == 1 and "the topology fixture is deprecated and goes in tcplab 0.3: use hosts" in r.stdout

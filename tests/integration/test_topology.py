@@ -42,25 +42,25 @@ def test_a_topology_removes_its_own_folder_and_keeps_a_given_one(tmp_path):
     assert kept == tmp_path / "keep" and all(p.exists() for p in pcaps)
 
 
-def test_hosts_have_addresses_static_neighbours_and_pinned_settings(topology):
+def test_hosts_have_addresses_static_neighbours_and_pinned_settings(hosts):
     def facts():
         with IPRoute() as ipr:
             neigh = {(n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR"), n["state"]) for n in ipr.get_neighbours()}
             addrs = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr()}
             lo = ipr.get_links(ipr.link_lookup(ifname="lo")[0])[0].get_attr("IFLA_OPERSTATE")
         return neigh, addrs, lo
-    neigh, addrs, lo = topology.client.ns.run(facts)
-    c, srv = topology.client, topology.server
+    neigh, addrs, lo = hosts.client.ns.run(facts)
+    c, srv = hosts.client, hosts.server
     assert {c.addr(4), c.addr(6)} <= addrs
     assert (srv.addr(4), "02:00:c6:12:00:02", 0x80) in neigh
     assert (srv.addr(6), "02:00:c6:12:00:02", 0x80) in neigh
     assert lo in ("UNKNOWN", "UP")
     for knob in TCP_KNOBS:
-        if topology.client.ns.has_sysctl(knob.key):
-            assert " ".join(topology.client.sysctl(knob.key).split()) == knob.value
+        if hosts.client.ns.has_sysctl(knob.key):
+            assert " ".join(hosts.client.sysctl(knob.key).split()) == knob.value
 
 
-def test_offloads_are_off_so_segments_and_checksums_are_real(topology):
+def test_offloads_are_off_so_segments_and_checksums_are_real(hosts):
     from pyroute2.ethtool.ioctl import IoctlEthtool
 
     def active():
@@ -69,11 +69,11 @@ def test_offloads_are_off_so_segments_and_checksums_are_real(topology):
         e.close()
         return {n: f.is_active(n) for n in ("tx-checksum-ip-generic", "tx-tcp-segmentation",
                                             "tx-generic-segmentation", "tx-scatter-gather")}
-    assert not any(topology.server.ns.run(active).values())
+    assert not any(hosts.server.ns.run(active).values())
     # A 20 kB write crosses as MSS-sized segments with valid checksums.
-    with topology.capture() as cap:
-        srv = topology.server.listen(7788)
-        c = topology.client.connect(srv.address)
+    with hosts.capture() as cap:
+        srv = hosts.server.listen(7788)
+        c = hosts.client.connect(srv.address)
         peer = srv.accept()
         c.send(b"x" * 20000)
         peer.recv_exactly(20000)
@@ -87,10 +87,10 @@ def test_offloads_are_off_so_segments_and_checksums_are_real(topology):
             assert p.__class__(bytes(raw))[TCP].chksum == p[TCP].chksum
 
 
-def test_no_arp_or_nd_in_a_handshake(topology):
-    with topology.capture() as cap:
-        srv = topology.server.listen(7788, family=6)
-        topology.client.connect(srv.address)
+def test_no_arp_or_nd_in_a_handshake(hosts):
+    with hosts.capture() as cap:
+        srv = hosts.server.listen(7788, family=6)
+        hosts.client.connect(srv.address)
         srv.accept()
     from scapy.layers.l2 import ARP
     from scapy.layers.inet6 import ICMPv6ND_NS
@@ -98,26 +98,26 @@ def test_no_arp_or_nd_in_a_handshake(topology):
         assert not [p for p in pkts if ARP in p or ICMPv6ND_NS in p]
 
 
-def test_sockets_are_in_their_host(topology):
-    s = topology.server.socket()
-    s.bind((topology.server.addr(4), 0))  # only exists in the server namespace
+def test_sockets_are_in_their_host(hosts):
+    s = hosts.server.socket()
+    s.bind((hosts.server.addr(4), 0))  # only exists in the server namespace
     try:
-        topology.client.socket().bind((topology.server.addr(4), 0))
+        hosts.client.socket().bind((hosts.server.addr(4), 0))
         raise AssertionError("the client should not own the server's address")
     except OSError as exc:
         assert exc.errno == 99
 
 
-def test_program_runs_inside_the_host_and_is_stopped(topology):
-    prog = topology.server.popen(["nc", "-l", "-s", topology.server.addr(4), "-p", "9000"])
-    topology.server.wait_listening(9000)
-    c = topology.client.connect((topology.server.addr(4), 9000))
+def test_program_runs_inside_the_host_and_is_stopped(hosts):
+    prog = hosts.server.popen(["nc", "-l", "-s", hosts.server.addr(4), "-p", "9000"])
+    hosts.server.wait_listening(9000)
+    c = hosts.client.connect((hosts.server.addr(4), 9000))
     c.send(b"hi\n")
     c.close()
     assert prog.wait(5) == 0
     assert prog.stdout == "hi\n"
-    sleeper = topology.client.popen(["sleep", "600"])
-    topology.close()
+    sleeper = hosts.client.popen(["sleep", "600"])
+    hosts.close()
     assert sleeper.proc.poll() is not None
 
 
