@@ -259,8 +259,9 @@ exit $rc
                "-device", "virtio-9p-pci,fsdev=rs,mount_tag=results"]
         print(f"[tcplab vm] booting {kernel} ({kver}) with {accel.upper()}, {cpus} CPU(s), {memory} "
               f"of memory{' (emulated CPU: expect a slow run)' if accel == 'tcg' else ''}", flush=True)
+        from ..lab.process import die_with_parent   # QEMU never outlives us (a grader stopped by SIGKILL)
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_parent)
         up = threading.Event()
         status: dict[str, int] = {}
         last_line = [time.monotonic()]

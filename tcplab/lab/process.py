@@ -19,7 +19,8 @@ from ..errors import Unsupported, WaitTimeout
 PR_SET_PDEATHSIG = 1
 
 
-def _child_setup() -> None:
+def die_with_parent() -> None:
+    """In a child, before exec: the kernel kills it when the thread that started it dies."""
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
@@ -61,7 +62,7 @@ class Program:
             with open(out, "wb") as o, open(err, "wb") as e:
                 return subprocess.Popen([exe, *argv[1:]], stdin=subprocess.PIPE if stdin is not None
                                         else subprocess.DEVNULL, stdout=o, stderr=e, env=env,
-                                        preexec_fn=_child_setup, start_new_session=True)
+                                        preexec_fn=die_with_parent, start_new_session=True)
         proc = host.ns.run(spawn)
         if stdin is not None:
             proc.stdin.write(stdin)

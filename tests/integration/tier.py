@@ -81,6 +81,12 @@ class Tier:
             until(lambda: gone(d), 10, f"cgroup {d} to be empty and removed")
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM ends the run like Ctrl-C, so that the clean-up below runs (cgroups, folders)."""
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cpus", type=float, required=True)
@@ -88,6 +94,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--report", type=Path)
     ap.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(argv)
+    _exit_on_sigterm()
     cmd = [c for c in a.command if c != "--"] if a.command[:1] == ["--"] else a.command
     if not cmd:
         ap.error("give the command after --")
