@@ -2,8 +2,9 @@
 # Debian, what tcplab needs, and a venv with tcplab on PATH.  The labs run natively inside a
 # privileged container, with the checkout mounted at /lab:
 #   docker build -t tcplab .
-#   docker run --rm --privileged -v "$PWD:/lab" tcplab pytest labs/
-# (--privileged: the labs build network namespaces.  Without it, tcplab says so in one line.)
+#   docker run --rm --privileged --network none -v "$PWD:/lab" tcplab pytest labs/
+# (--privileged: the labs build network namespaces.  Without it, tcplab says so in one line.
+#  --network none: the labs need no network but the one they build.)
 FROM debian:bookworm-slim
 
 # Empty on a user's machine; a build behind a TLS-intercepting proxy passes its CA bundle here.

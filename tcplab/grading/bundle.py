@@ -20,7 +20,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # Ubuntu 24.04 renamed libpcap0.8 to libpcap0.8t64: take whichever name apt has.
 pcap=libpcap0.8
-apt-cache policy libpcap0.8 | grep -q 'Candidate: [0-9]' || pcap=libpcap0.8t64
+# (grep reads all of it: with -q it would stop early, and pipefail would take apt-cache's SIGPIPE for a no)
+apt-cache policy libpcap0.8 | grep 'Candidate: [0-9]' >/dev/null || pcap=libpcap0.8t64
 if grep -qi '^ID=ubuntu' /etc/os-release; then kernel=linux-image-generic; else kernel=linux-image-amd64; fi
 apt-get install -y -qq --no-install-recommends python3 python3-venv python3-pip nftables tcpdump iproute2 \\
   bubblewrap util-linux "$pcap" qemu-system-x86 busybox-static kmod "$kernel"

@@ -5,7 +5,9 @@ checkout mounted at /lab, as `docker run --rm --privileged -v "$PWD:/lab" IMAGE 
 No registry is reachable here: the image's base, debian:bookworm-slim, is made from Debian's
 archive with mmdebstrap and imported under that name once (kept in podman's store as a cache).
 podman runs with runc and the cgroupfs manager and explicit ulimits (crun refuses this host's
-hybrid cgroups; see KERNEL-NOTES)."""
+hybrid cgroups; see KERNEL-NOTES), and with --network none: its default network would add a bridge,
+nftables rules and ip_forward=1 to the machine's namespace, and the labs need no network but
+their own."""
 import os
 import shutil
 import subprocess
@@ -13,11 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from .test_sandbox import root_namespace
+
 pytestmark = [pytest.mark.needs_root, pytest.mark.alone]
 REPO = Path(__file__).resolve().parents[2]
 BASE = "docker.io/library/debian:bookworm-slim"
 CA = Path("/etc/ssl/certs/ca-certificates.crt")
 RUN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+LIMITS = ["--network", "none", "--ulimit", "nofile=1024:2048", "--ulimit", "nproc=4096:8192"]
 
 
 def podman(*args, timeout=900, **kw):
@@ -47,16 +52,17 @@ def image(tmp_path_factory):
 
 
 def test_the_image_runs_the_handshake_labs_with_the_checkout_mounted(image):
-    r = podman("run", "--rm", "--privileged", "--ulimit", "nofile=1024:2048", "--ulimit", "nproc=4096:8192",
-               "-v", f"{REPO}:/lab", image, "pytest", "labs/test_handshake.py", timeout=600)
+    before = root_namespace()
+    r = podman("run", "--rm", "--privileged", *LIMITS, "-v", f"{REPO}:/lab", image, "pytest", "labs/test_handshake.py",
+               timeout=600)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     assert "mode root" in out and " passed" in out and " failed" not in out, out[-3000:]
+    assert root_namespace() == before      # no bridge, rule or sysctl of the container's left behind
 
 
 def test_the_image_without_privileges_says_so_in_one_line(image):
-    r = podman("run", "--rm", "--ulimit", "nofile=1024:2048", "--ulimit", "nproc=4096:8192", "-v", f"{REPO}:/lab",
-               image, "pytest", "labs/test_reset.py", timeout=300)
+    r = podman("run", "--rm", *LIMITS, "-v", f"{REPO}:/lab", image, "pytest", "labs/test_reset.py", timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode == 4, out[-3000:]
     assert "tcplab cannot build a lab network here" in out and "Traceback" not in out
