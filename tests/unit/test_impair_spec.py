@@ -1,5 +1,7 @@
 """Impairment specs: eager validation, nftables rules, and the netem netlink request, none of which
 needs root or sch_netem."""
+import socket
+
 import pytest
 
 from tcplab.errors import ConfigError
@@ -92,3 +94,11 @@ def test_describe_says_netem_losses_do_not_replay_and_targeted_drops_need_no_see
     only_drops = WireImpairments(topo=None, backend="nft", seed=5)
     only_drops.drops = [Drop("<", "S.")]
     assert not only_drops.random and "seed" not in only_drops.describe()
+
+
+@pytest.mark.parametrize("bad", ["ipv4", socket.AF_INET, socket.AF_INET6, True, None])
+def test_family_is_4_or_6(bad):
+    from tcplab.lab.topology import family_of
+    assert family_of(4) == 4 and family_of(6) == 6
+    with pytest.raises(ConfigError, match=r"is not an IP family: use 4 or 6"):
+        family_of(bad)
