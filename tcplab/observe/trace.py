@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import TcplabError
+from .expect import Expectation   # expect.py names Connection and Segment for type checkers only
 from .notation import (FLAG_BITS, FLAG_LETTERS, LETTER_TO_NAME, MOD, flags_from_bits,  # noqa: F401
                        flags_from_letters, letters, render_options)
 
@@ -123,11 +124,12 @@ class Connection:
                 syn[side] = s.seq
         self.isn = {side: syn.get(side, first.get(side)) for side in ("client", "server")}
         self._lost = self._find_lost()
+        # the kernel's record of this connection's two sockets, handed over by Trace.attach_states
+        self._state_changes: list | None = None
+        self._timewait: dict = {}
+        self._states_unavailable: str | None = "no states: this trace was not recorded by a topology's capture"
 
     # -- the kernel's state changes (recorded by a topology's capture) ----------------------
-    _state_changes: list | None = None
-    _timewait: dict = {}
-    _states_unavailable: str | None = "no states: this trace was not recorded by a topology's capture"
 
     def states(self) -> dict[str, list]:
         """Each side's state changes, as the kernel logged them (``sock:inet_sock_set_state``):
@@ -313,7 +315,6 @@ class Connection:
     def expect(self, script: str, *, complete: bool = True) -> None:
         """Assert the exchange matches ``script``; see :mod:`tcplab.observe.expect` for the notation."""
         __tracebackhide__ = True  # pytest: point at the lab's line, not at tcplab
-        from .expect import Expectation
         Expectation.parse(script).check(self, complete=complete)
 
     def __len__(self) -> int:
