@@ -405,7 +405,11 @@ def test_close_during_a_simultaneous_open(hosts, family, record_property):
         assert b.recv_eof() == b""
         a.wait_state("FIN_WAIT_2")
         seen = poll.stop()
-    assert [s for s in seen["client"] if s not in ("SYN_RECV", "FIN_WAIT_1")] == ["SYN_SENT", "FIN_WAIT_2"], seen
+    # SYN_SENT lasts only while the wire holds the two SYNs, which a slow machine's poller may miss
+    # (Debian 6.1 under QEMU); its start, the connect() call, is always in the kernel's record
+    assert [s for s in seen["client"] if s not in ("SYN_SENT", "SYN_RECV", "FIN_WAIT_1")] == ["FIN_WAIT_2"], seen
+    assert "SYN_SENT" in seen["client"] or any(
+        str(e) == "CLOSED -> SYN_SENT" and e.local == tuple(a.local) for e in cap.state_changes or []), seen
     conn = cap.trace.connection(port=5002)
     fin = next(i for i, s in enumerate(conn) if conn.side(s) == "client" and "FIN" in s.flags)
     synacks = [i for i, s in enumerate(conn) if conn.side(s) == "client" and s.flags == {"SYN", "ACK"}]

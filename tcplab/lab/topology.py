@@ -25,6 +25,7 @@ import shutil
 import socket
 import struct
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,7 @@ def af(family: int) -> int:
 
 
 _feature_bits: dict[str, int] = {}
+_feature_lock = threading.Lock()
 ETHTOOL_GFEATURES, ETHTOOL_SFEATURES, SIOCETHTOOL = 0x3A, 0x3B, 0x8946
 
 
@@ -109,13 +111,18 @@ def _disable_offloads(ifname: str) -> None:
     """Turn the offloads that make captures lie off with one ETHTOOL_SFEATURES ioctl, and check
     with one ETHTOOL_GFEATURES that they are off.  The feature bit numbers are the kernel's, looked
     up once per process."""
-    if not _feature_bits:
-        from pyroute2.ethtool.ioctl import IoctlEthtool
-        eth = IoctlEthtool(ifname)
-        try:
-            _feature_bits.update((n, i) for i, n in enumerate(eth.get_stringset(4)))  # ETH_SS_FEATURES
-        finally:
-            eth.close()
+    # Both hosts set up their links in parallel threads: one looks the bits up, the other waits
+    # (a dict filled while the other thread read it gave that one too few words: EINVAL, seen on
+    # Debian 6.1 under QEMU).
+    with _feature_lock:
+        if not _feature_bits:
+            from pyroute2.ethtool.ioctl import IoctlEthtool
+            eth = IoctlEthtool(ifname)
+            try:
+                found = {n: i for i, n in enumerate(eth.get_stringset(4))}  # ETH_SS_FEATURES
+            finally:
+                eth.close()
+            _feature_bits.update(found)
     words = (max(_feature_bits.values()) + 32) // 32
     bits = [_feature_bits[n] for n in OFFLOADS_OFF if n in _feature_bits]
     valid = [0] * words
