@@ -7,7 +7,8 @@ importing only the layers below it::
     tcplab/errors.py, wait.py, settings.py   base: typed errors, polling with a deadline, pinned knobs
     tcplab/observe/    capture (Scapy, ring), trace model, fast parser, expectations,
                        the kernel's state record                                      (uses: base)
-    tcplab/lab/        namespaces, topology, the wire and its impairments, sockets,
+    tcplab/lab/        where labs can run (root, rootless, VM), namespaces, topology, the wire
+                       and its impairments, sockets,
                        programs, sock_diag                                            (uses: observe, base)
     tcplab/report/     ladder SVG, the HTML report's pieces, the state diagram         (uses: observe, base)
     tcplab/grading/    scores, partial credit, results.json, assignments, the sandbox,
