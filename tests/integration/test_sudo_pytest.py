@@ -23,7 +23,9 @@ def _shim_env(tmp_path, extra_path=""):
 def test_sudo_pytest_labs_runs_the_checkouts_venv_with_every_argument(tmp_path):
     if not (REPO / ".venv" / "bin" / "python").exists():
         pytest.skip("this checkout has no .venv: run sudo ci/setup")
-    r = subprocess.run(["pytest", "labs/test_reset.py", "-k", "ipv4", "-q", "-p", "no:cacheprovider",
+    # -n 0: every argument reaches pytest (labs/ alone would run on several workers, whose
+    # summary does not count the deselected)
+    r = subprocess.run(["pytest", "labs/test_reset.py", "-k", "ipv4", "-n", "0", "-q", "-p", "no:cacheprovider",
                         f"--basetemp={tmp_path / 'bt'}"], cwd=REPO, env=_shim_env(tmp_path),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
