@@ -138,16 +138,19 @@ def is_marker(pkt: Any) -> bool:
 
 
 def flush_wire(src, dst, cond: threading.Condition, arrived: Callable[[bytes], bool], timeout: float,
-               check: Callable[[], None] = lambda: None) -> None:
+               check: Callable[[], None] = lambda: None, progress: Callable[[], int] = lambda: 0) -> None:
     """Send marker frames ``src`` -> ``dst`` (backing off from 50 ms) until ``arrived(token)``,
     evaluated under ``cond`` whenever a reader notifies it.  ``check`` runs after every wait (a
     reader's failure raises there).  A marker arrives after everything sent before it, so its
     arrival proves the capture holds every frame that was on the wire; where none arrives within
-    ``timeout``, frames may still be missing, and :class:`CaptureIncomplete` says so."""
+    ``timeout``, frames may still be missing, and :class:`CaptureIncomplete` says so.  ``progress``
+    counts the frames the reader has taken: while it grows (a slow machine's reader still working
+    through a burst), the deadline moves on."""
     out = src.ns.run(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         out.bind((src.ifname, 0))
         deadline = time.monotonic() + timeout
+        read = progress()
         n = 0
         while True:
             token = f"{src.name}>{dst.name}#{n}".encode()
@@ -158,6 +161,8 @@ def flush_wire(src, dst, cond: threading.Condition, arrived: Callable[[bytes], b
             check()
             if ok:
                 return
+            if time.monotonic() >= deadline and progress() != read:
+                read, deadline = progress(), time.monotonic() + timeout
             if time.monotonic() >= deadline:
                 raise CaptureIncomplete(
                     f"no marker frame sent {src.name} -> {dst.name} arrived within {timeout:g} s ({n + 1} sent): "
@@ -312,7 +317,8 @@ class Capture(BothEnds):
 
     def _flush(self, src, dst) -> None:
         """Send markers src -> dst until one arrives at dst (CaptureIncomplete after the flush timeout)."""
-        flush_wire(src, dst, self._cond, lambda token: token in self._markers[dst.name], self.flush_timeout)
+        flush_wire(src, dst, self._cond, lambda token: token in self._markers[dst.name], self.flush_timeout,
+                   progress=lambda: sum(self._seen.values()))
 
     def _drain(self, stall: float = 5.0) -> None:
         """Wait until the sniffer has read every frame the kernel queued.  Fails only if it makes

@@ -197,8 +197,9 @@ class RingCapture(BothEnds):
 
     def _flush(self, src, dst) -> None:
         flush_wire(src, dst, self._cond,
-                          lambda token: token in self._ends[dst.name].markers or self._error is not None,
-                          self.flush_timeout, self._raise_reader_error)
+                   lambda token: token in self._ends[dst.name].markers or self._error is not None,
+                   self.flush_timeout, self._raise_reader_error,
+                   progress=lambda: sum(e.frames + len(e.markers) for e in self._ends.values()))
 
     def _raise_reader_error(self) -> None:
         if self._error is not None:
