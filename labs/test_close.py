@@ -61,17 +61,22 @@ def test_four_way_close(hosts, family, first):
     """)
 
 
+# The server's FIN is sent again if the client's ACK of it takes longer than the 20 ms retransmission
+# floor (seen on Debian 6.1 under QEMU with the machine busy): then the ACKs and the copies interleave.
+LAST_ACKS = """
+    any order:
+        < F. 1:1(0) ack 2 *    # the server's FIN again, where the client's ACK was slow
+        > . 2:2(0) ack 2 +
+"""
 PIGGYBACKED = HANDSHAKE + """
     > F. 1:1(0) ack 1
     < F. 1:1(0) ack 2          # ACK of the FIN and the server's own FIN in one segment
-    > . 2:2(0) ack 2
-"""
+""" + LAST_ACKS
 SEPARATE = HANDSHAKE + """
     > F. 1:1(0) ack 1
     < . 1:1(0) ack 2           # the ACK left on its own first
     < F. 1:1(0) ack 2
-    > . 2:2(0) ack 2
-"""
+""" + LAST_ACKS
 
 
 @pytest.mark.lab("Q1", points=3)
@@ -100,7 +105,7 @@ def test_three_segment_close(hosts, family, record_property):
     assert len(conns) == 10
     piggybacked = 0
     for conn in conns:
-        if len(conn) == 6:
+        if not any(conn.side(s) == "server" and s.flags == {"ACK"} for s in conn):   # no ACK on its own
             conn.expect(PIGGYBACKED)
             piggybacked += 1
         else:
