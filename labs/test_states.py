@@ -171,7 +171,8 @@ def test_rst_in_closing(hosts, family, record_property):
     hosts.impair(drops=[Drop(">", "F.", count=100)])     # the client's FIN, sent again and again
     with hosts.capture() as cap:
         client, peer = _open(hosts, family)
-        poll = StatePoller({"client": client})
+        # each wait is the proof of its state (CLOSING lasts only until the abort: a few
+        # milliseconds, which a poller thread on a busy machine may not sample)
         client.shutdown_write()
         client.wait_state("FIN_WAIT_1")
         peer.shutdown_write()
@@ -179,15 +180,14 @@ def test_rst_in_closing(hosts, family, record_property):
         peer.wait_state("FIN_WAIT_2")
         peer.abort()
         client.wait_state("CLOSED")
-        seen = poll.stop()
         err = client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     assert err == errno.ECONNRESET, os.strerror(err)
     conn = cap.trace.connection(port=PORT)
     rst = [i for i, s in enumerate(conn) if "RST" in s.flags]
     assert len(rst) == 1 and conn.side(conn.segments[rst[0]]) == "server" and not conn.is_lost(rst[0]), conn.ladder()
     fins = [i for i, s in enumerate(conn) if conn.side(s) == "client" and "FIN" in s.flags]
-    assert fins and all(conn.is_lost(i) for i in fins), conn.ladder()     # no FIN of the client arrived
-    assert seen["client"] == ["ESTABLISHED", "FIN_WAIT_1", "CLOSING", "CLOSED"], seen
+    # no FIN of the client arrived, so it never left CLOSING for TIME_WAIT: the RST ended it
+    assert fins and all(conn.is_lost(i) for i in fins), conn.ladder()
     if cap.state_changes is not None:      # the kernel's record, where there is one
         assert conn.state_path("client", textbook=False)[-3:] == ["FIN_WAIT_1", "CLOSING", "CLOSED"]
     record_property("shows", "CLOSING>CLOSED on RST")
