@@ -402,7 +402,11 @@ def test_close_during_a_simultaneous_open(hosts, family, record_property):
         seen = poll.stop()
     # SYN_SENT lasts only while the wire holds the two SYNs, which a slow machine's poller may miss
     # (Debian 6.1 under QEMU); its start, the connect() call, is always in the kernel's record
-    assert [s for s in seen["client"] if s not in ("SYN_SENT", "SYN_RECV", "FIN_WAIT_1")] == ["FIN_WAIT_2"], seen
+    # ESTABLISHED, where the server's SYN-ACK came back before the shutdown: then the close starts
+    # from ESTABLISHED, and SYN_RECV -> FIN_WAIT_1 is not claimed below (seen once in a fresh
+    # .ci/run, cause not found)
+    assert [s for s in seen["client"] if s not in ("SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT_1")] == \
+        ["FIN_WAIT_2"], seen
     assert "SYN_SENT" in seen["client"] or any(
         str(e) == "CLOSED -> SYN_SENT" and e.local == tuple(a.local) for e in cap.state_changes or []), seen
     conn = cap.trace.connection(port=5002)
@@ -411,8 +415,9 @@ def test_close_during_a_simultaneous_open(hosts, family, record_property):
     assert synacks and synacks[0] < fin and conn.rel_seq(conn.segments[fin]) == 1   # the FIN follows the SYN
     # FIN_WAIT_1 itself is claimed only where it was seen: by the poller (6.18 here always; on
     # Debian 6.1 under QEMU it was not, in 2 of 2 runs, though its FIN was sent) or in the kernel's record
-    if "FIN_WAIT_1" in seen["client"] or any(str(c) == "SYN_RECV -> FIN_WAIT_1" and c.local == tuple(a.local)
-                                             for c in cap.state_changes or []):
+    polled = seen["client"]
+    if any(x == "SYN_RECV" and y == "FIN_WAIT_1" for x, y in zip(polled, polled[1:])) or any(
+            str(c) == "SYN_RECV -> FIN_WAIT_1" and c.local == tuple(a.local) for c in cap.state_changes or []):
         record_property("shows", "SYN_RECV>FIN_WAIT_1")
 
 
