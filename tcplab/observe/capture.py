@@ -15,6 +15,7 @@ The frames are written to one pcap file per end (``<name>-client.pcap``, ``<name
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import struct
 import threading
@@ -154,7 +155,13 @@ def flush_wire(src, dst, cond: threading.Condition, arrived: Callable[[bytes], b
         n = 0
         while True:
             token = f"{src.name}>{dst.name}#{n}".encode()
-            out.send(_marker_frame(src.mac, dst.mac, token))
+            try:
+                out.send(_marker_frame(src.mac, dst.mac, token))
+            except OSError as exc:
+                # A device that drops the frame at once (a veth whose peer is down answers ENOBUFS,
+                # a downed link ENETDOWN) is a wire that lost this marker: try again until the deadline.
+                if exc.errno not in (errno.ENOBUFS, errno.ENETDOWN, errno.EAGAIN):
+                    raise
             with cond:
                 ok = cond.wait_for(lambda t=token: arrived(t),
                                    timeout=min(0.05 * 2 ** min(n, 4), max(0.0, deadline - time.monotonic())))
