@@ -33,13 +33,14 @@ from ..lab.where import GUEST_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ("veth", "bridge", "sch_netem", "sch_tbf", "nf_tables", "nft_numgen", "nft_meta_bridge", "inet_diag",
-           "tcp_diag", "virtio_pci", "9pnet_virtio", "9p")
+           "tcp_diag", "tun", "virtio_pci", "9pnet_virtio", "9p")
 #: a kernel without these still boots the labs that do not need them (Ubuntu keeps sch_netem in
-#: linux-modules-extra; grading needs none of them); the netem labs then skip, or fail with --netem
-OPTIONAL_MODULES = ("sch_netem",)
+#: linux-modules-extra; grading needs none of them); the netem labs then skip, or fail with --netem.
+#: tun: the delay line's tap, for the nftables backend's delay where the guest runs it
+OPTIONAL_MODULES = ("sch_netem", "tun")
 HEARTBEAT = 30.0     # seconds of silence from the guest before the host says it is still running
-NETEM_SELECTION = ("tests/integration/test_impair.py", "labs/test_loss.py", "labs/test_handshake.py",
-                   "labs/test_close.py", "labs/test_states.py")
+NETEM_SELECTION = ("tests/integration/test_impair.py", "tests/integration/test_wire_knobs.py", "labs/test_loss.py",
+                   "labs/test_handshake.py", "labs/test_close.py", "labs/test_states.py", "labs/test_transfer.py")
 
 # {scratch}: a tmpfs in the guest for temporary files and the results share.  It is mounted over
 # a directory of the (read-only) host root that holds neither the checkout nor its interpreter.

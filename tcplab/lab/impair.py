@@ -36,11 +36,16 @@ from ..observe.notation import flags_from_letters
 BACKENDS = ("auto", "netem", "nft")
 DIRECTIONS = {">": "c2s", "c2s": "c2s", "client>server": "c2s", "<": "s2c", "s2c": "s2c",
               "server>client": "s2c"}
-#: wire port a frame *enters* through, per direction (netem sits on the one it leaves through:
-#: EGRESS_PORT_HOST below).
-INGRESS_PORT = {"c2s": "c", "s2c": "s"}
+#: the nftables match of the wire port a frame *enters* the bridge through, per direction (netem
+#: sits on the one it leaves through: EGRESS_PORT_HOST below).  The server's side is its veth
+#: peer "s", or the delay line's tap "st" in its place (see delayline.py).
+INGRESS_PORT = {"c2s": 'iifname "c"', "s2c": 'iifname { "s", "st" }'}
 NFT_FLAG = {"FIN": "fin", "SYN": "syn", "RST": "rst", "PSH": "psh", "ACK": "ack", "URG": "urg",
             "ECE": "ecn", "CWR": "cwr"}
+
+
+#: what the delay line emulates on the nftables backend (see delayline.py); rate is a tbf there
+DELAYLINE_FEATURES = ("delay", "jitter", "duplicate", "reorder", "corrupt")
 
 
 def _pct(name: str, v: Any) -> float:
@@ -117,7 +122,9 @@ class Netem:
 @dataclass(frozen=True)
 class Drop:
     """Drop exactly the ``nth`` segment travelling ``direction`` whose flags are exactly ``flags``
-    (tcpdump letters, e.g. ``"S."`` for SYN-ACK, ``"."`` for a pure ACK, ``"F."``).  With
+    (tcpdump letters, e.g. ``"S."`` for SYN-ACK, ``"."`` for a pure ACK, ``"F."``; ``"*"`` for any
+    flags: ``Drop(">", "*", nth=3, payload=True)`` is the client's third data segment, whether
+    Linux set PSH on it or not).  With
     ``payload=True``/``False`` only segments with/without payload count.  ``count`` drops that
     many consecutive matches from the ``nth`` on (e.g. the first three SYNs: ``count=3``)."""
     direction: str
@@ -130,9 +137,10 @@ class Drop:
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"direction={self.direction!r}: use '>' (client to server) or '<' (server to client)")
         try:
-            flags_from_letters(self.flags)
+            if self.flags != "*":
+                flags_from_letters(self.flags)
         except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(f"{exc}, or '*' for any flags") from None
         check_int("nth", self.nth, 1, 10**6, "1 (the first match) to 1000000")
         check_int("count", self.count, 1, 10**6, "1 to 1000000 consecutive matches")
         if self.payload not in (None, True, False):
@@ -143,10 +151,12 @@ class Drop:
         return DIRECTIONS[self.direction]
 
     def nft_match(self) -> str:
+        if self.flags == "*":
+            return f"{INGRESS_PORT[self.dir]} meta l4proto tcp"
         names = flags_from_letters(self.flags)
         want = "|".join(NFT_FLAG[n] for n in sorted(names)) if names else "0x0"
         mask = "|".join(NFT_FLAG[n] for n in NFT_FLAG)
-        return f'iifname "{INGRESS_PORT[self.dir]}" tcp flags & ({mask}) == {want}'
+        return f"{INGRESS_PORT[self.dir]} tcp flags & ({mask}) == {want}"
 
     def describe(self) -> str:
         arrow = ">" if self.dir == "c2s" else "<"
@@ -247,10 +257,14 @@ class WireImpairments:
         self.seed = seed if seed is not None else new_seed()
         self.netem: dict[str, Netem] = {}
         self.drops: list[Drop] = []
+        #: the user-space relay that delays frames where the kernel has no sch_netem
+        self.delayline = None
         self._nft_rules: list[str] = []
         self._chains: list[str] = []
 
     def apply(self, c2s: Netem | None, s2c: Netem | None, drops: list[Drop]) -> None:
+        relay: dict[str, dict] = {}
+        rates: dict[str, Netem] = {}
         for d, spec in (("c2s", c2s), ("s2c", s2c)):
             if spec is None or spec.is_null():
                 continue
@@ -260,17 +274,23 @@ class WireImpairments:
                     raise Unsupported(f"netem backend requested but {why}")
                 self.topo.wire.run(self._tc_add, d, spec)
             else:
-                extra = spec.needs_netem()
-                if extra:
-                    raise Unsupported(f"this kernel lacks sch_netem (backend {self.backend}); "
-                                      f"{', '.join(extra)} needs it; only random loss has an nftables fallback")
+                if spec.loss_corr:
+                    raise Unsupported(f"loss_corr={spec.loss_corr:g} needs sch_netem's correlated loss, which this "
+                                      f"kernel lacks (backend {self.backend}): the nftables backend loses each "
+                                      "frame independently; leave loss_corr out, or run where netem is "
+                                      "(pytest --tcplab-vm)")
+                line = {k: getattr(spec, k) for k in DELAYLINE_FEATURES if getattr(spec, k)}
+                if line:
+                    relay[d] = line
+                if spec.rate_kbit:
+                    rates[d] = spec
                 if spec.loss:
                     # A seeded pattern: numgen inc counts this direction's TCP frames, and the
                     # indices drawn from the seed are dropped, so a seed replays the same losses.
                     lost = seeded_loss_pattern(self.seed, d, spec.loss)
                     if lost:
                         pick = "{ " + ", ".join(map(str, lost)) + " }" if len(lost) > 1 else f"== {lost[0]}"
-                        self._nft_rules.append(f'iifname "{INGRESS_PORT[d]}" meta l4proto tcp '
+                        self._nft_rules.append(f"{INGRESS_PORT[d]} meta l4proto tcp "
                                                f'numgen inc mod {SEED_PERIOD} {pick} counter drop')
             self.netem[d] = spec
         for drop in drops:
@@ -278,12 +298,40 @@ class WireImpairments:
             self.drops.append(drop)
         if self._nft_rules:
             self._nft_load()
+        if relay:
+            from .delayline import DelayLine
+            self.delayline = DelayLine(self.topo, relay, self.seed)
+        for d, spec in rates.items():
+            self.topo.wire.run(self._tbf_add, d, spec)
+
+    def _tbf_add(self, direction: str, spec: Netem) -> None:
+        """Rate on the nftables backend: a token bucket on the bridge port the direction leaves
+        through (the delay line's tap towards the server when it is there: the rate applies
+        before the delay, as it does inside netem).  The bucket holds two full frames, so the
+        rate holds over a few milliseconds; the queue holds ``limit`` full frames."""
+        from .delayline import TAP
+        from .netns import ipr as _ipr
+        ipr = _ipr(self.topo.wire)
+        port = TAP if direction == "c2s" and self.delayline else None
+        idx = ipr.link_lookup(ifname=port)[0] if port else self.topo.wire_ports[EGRESS_PORT_HOST[direction]]
+        ipr.tc("replace", "tbf", index=idx, handle=0x10000, rate=f"{spec.rate_kbit}kbit", burst=3200,
+               limit=spec.limit * 1514)
+
+    def close(self) -> list[str]:
+        """Stop what runs outside the kernel (the delay line).  Returns clean-up errors."""
+        return self.delayline.close() if self.delayline else []
 
     def _tc_add(self, direction: str, spec: Netem) -> None:
+        from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST
+        from pyroute2.netlink.rtnl import RTM_NEWQDISC
         from .netns import ipr as _ipr
         ipr = _ipr(self.topo.wire)
         idx = self.topo.wire_ports[EGRESS_PORT_HOST[direction]]
-        ipr.tc("replace", "netem", index=idx, handle="1:", **spec.tc_kwargs())
+        msg = netem_message(idx, spec)
+        msg["header"]["type"] = RTM_NEWQDISC
+        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+        # nlm_request_batch: pyroute2 0.9's nlm_request() fails on its own status table (KeyError)
+        list(ipr.nlm_request_batch([msg]))
 
     def _drop_rules(self, drop: Drop, n: int) -> list[str]:
         first, last = drop.nth - 1, drop.nth + drop.count - 2
@@ -369,9 +417,30 @@ class WireImpairments:
         if self.random:
             parts.append(self.seed_note())
         for d, spec in self.netem.items():
-            parts.append(f"{d}: " + ", ".join(f"{k}={v}" for k, v in spec.tc_kwargs().items() if k != "limit"))
+            # the spec as it was written (Netem's own units: ms, %, kbit/s)
+            parts.append(f"{d}: " + ", ".join(f"{f.name}={getattr(spec, f.name):g}" for f in fields(spec)
+                                              if f.name != "limit" and getattr(spec, f.name) not in (0, None)))
+        if self.delayline is not None:
+            parts.append("delay, jitter, reordering, duplication and corruption by tcplab's delay line "
+                         "(no sch_netem here)")
+        if self.backend == "nft" and any(spec.rate_kbit for spec in self.netem.values()):
+            parts.append("rate by a tbf qdisc")
         parts += [d.describe() for d in self.drops]
         return "; ".join(parts)
+
+
+def netem_message(index: int, spec: Netem):
+    """The RTM_NEWQDISC message that puts ``spec`` on device ``index`` as its root netem qdisc.
+    Built here rather than by ``IPRoute.tc("replace", "netem", rate=...)``: pyroute2 also turns
+    its ``rate`` keyword into the message's own TCA_RATE attribute (an estimator), which the
+    kernel refuses with ERANGE, so a netem rate never worked that way (its other plugins drop the
+    stray keyword; netem's does not)."""
+    from pyroute2.netlink.rtnl import TC_H_ROOT
+    from pyroute2.netlink.rtnl.tcmsg import plugins, tcmsg
+    msg = tcmsg()
+    msg["index"], msg["handle"], msg["parent"] = index, 0x10000, TC_H_ROOT
+    msg["attrs"] = [["TCA_KIND", "netem"], ["TCA_OPTIONS", plugins["netem"].get_parameters(spec.tc_kwargs())]]
+    return msg
 
 
 #: host whose wire port a direction leaves through

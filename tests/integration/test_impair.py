@@ -86,8 +86,8 @@ def test_drop_with_payload_only_counts_data_segments(hosts):
 
 
 def test_fallback_refuses_what_it_cannot_emulate(hosts):
-    with pytest.raises(Unsupported, match="lacks sch_netem .*delay, jitter needs it"):
-        hosts.impair(both=Netem(delay=10, jitter=2), backend="nft")
+    with pytest.raises(Unsupported, match=r"loss_corr=25 needs sch_netem's correlated loss.*leave loss_corr out"):
+        hosts.impair(both=Netem(loss=10, loss_corr=25), backend="nft")
 
 
 def test_impair_twice_is_an_error(hosts):

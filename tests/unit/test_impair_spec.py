@@ -29,6 +29,7 @@ def test_netem_validation(kw, message):
     ((">", "S"), {"nth": 0}, r"nth=0 is out of range: 1"),
     ((">", "S"), {"count": 0}, r"count=0 is out of range"),
     ((">", "S"), {"payload": "yes"}, r"payload='yes'"),
+    ((">", "X"), {}, r"unknown TCP flag letter\(s\) 'X'.*or '\*' for any flags"),
 ])
 def test_drop_validation(args, kw, message):
     with pytest.raises(ConfigError, match=message):
@@ -42,8 +43,15 @@ def test_backend_name_is_validated(monkeypatch):
 
 def test_drop_rule_matches_exact_flags_on_the_ingress_port():
     assert Drop("<", "S.").nft_match() == \
-        'iifname "s" tcp flags & (fin|syn|rst|psh|ack|urg|ecn|cwr) == ack|syn'
-    assert Drop(">", ".").nft_match().startswith('iifname "c"')
+        'iifname { "s", "st" } tcp flags & (fin|syn|rst|psh|ack|urg|ecn|cwr) == ack|syn'
+    assert Drop(">", ".").nft_match().startswith('iifname "c" ')
+
+
+def test_drop_with_any_flags_matches_every_tcp_segment_of_its_direction():
+    """'*' (a data segment whether PSH is set or not) still matches TCP only: the capture's
+    marker frames and anything else on the wire are never counted."""
+    assert Drop(">", "*", nth=3, payload=True).nft_match() == 'iifname "c" meta l4proto tcp'
+    assert Drop(">", "*", nth=3, payload=True).describe() == "drop segment #3 matching '> *' with payload"
 
 
 def test_only_loss_works_without_netem():
@@ -69,11 +77,19 @@ def test_netem_request_encoding():
     assert attrs["TCA_NETEM_REORDER"]["prob_reorder"] == percent2u32(3)
     assert attrs["TCA_NETEM_CORRUPT"]["prob_corrupt"] == percent2u32(2)
     assert attrs["TCA_NETEM_RATE"]["rate"] == 800 * 1000 // 8
-    # and the whole message encodes
-    msg = netem.options()
-    msg.setvalue(opts)
+    # and the whole request encodes, with the options and nothing else: no top-level TCA_RATE
+    # (IPRoute.tc() adds one from the rate keyword, and the kernel refuses it with ERANGE)
+    from pyroute2.netlink.rtnl.tcmsg import tcmsg
+    from tcplab.lab.impair import netem_message
+    msg = netem_message(7, spec)
     msg.encode()
-    assert len(msg.data) > 24
+    back = tcmsg(msg.data)
+    back.decode()
+    assert (back["index"], back["handle"]) == (7, 0x10000)
+    assert [name for name, _ in back["attrs"]] == ["TCA_KIND", "TCA_OPTIONS"]
+    decoded = back.get_attr("TCA_OPTIONS")
+    assert decoded.get_attr("TCA_NETEM_RATE")["rate"] == 800 * 1000 // 8
+    assert decoded["delay"] == time2tick(40000) and decoded["limit"] == 1000
 
 
 def test_describe_names_backend_specs_and_drops():
