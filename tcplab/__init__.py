@@ -28,7 +28,7 @@ from .errors import (CaptureIncomplete, ConfigError, ExpectationFailed, TcplabEr
                      WaitTimeout)
 from .lab.diag import StatePoller
 from .lab.impair import Drop, Netem
-from .lab.sockets import Conn
+from .lab.sockets import Conn, Sending, TcpInfo
 from .lab.topology import Topology
 from .observe.capture import Capture
 from .observe.expect import Expectation
@@ -38,7 +38,7 @@ from .wait import until
 
 __all__ = ["Topology", "Drop", "Netem", "Capture", "RingCapture", "Trace", "Connection", "Segment",
            "Expectation", "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete",
-           "WaitTimeout", "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "Conn"]
+           "WaitTimeout", "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "Conn", "Sending", "TcpInfo"]
 __version__ = "0.1.0"
 
 # The modules' old flat paths (``from tcplab.impair import Drop`` in labs written for 0.1) still

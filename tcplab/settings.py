@@ -25,6 +25,11 @@ TCP_KNOBS: tuple[Knob, ...] = (
     Knob("net.ipv4.tcp_wmem", "4096 16384 4194304", "send buffer does not depend on the host"),
     Knob("net.ipv4.tcp_syn_retries", "6", "a lost SYN is retried (Linux default)"),
     Knob("net.ipv4.tcp_synack_retries", "5", "a lost SYN-ACK is retried (Linux default)"),
+    Knob("net.ipv4.tcp_congestion_control", "reno",
+         "the textbook's congestion control on every kernel: a namespace may only choose one of the host's "
+         "tcp_allowed_congestion_control, and reno is the one always allowed (this 6.18 allows reno bbr, "
+         "Debian's 6.1 reno cubic)"),
+    Knob("net.ipv4.tcp_recovery", "1", "losses are marked by RACK, by time (Linux default); 0: by duplicate ACKs"),
     Knob("net.ipv4.tcp_early_retrans", "3", "tail loss probes on (Linux default): a lost tail is re-sent by TLP"),
     Knob("net.ipv4.tcp_syn_linear_timeouts", "0",
          "classic SYN backoff 1 s, 2 s, 4 s ... instead of 4 linear 1 s retries (knob exists from Linux 6.5)",

@@ -7,7 +7,9 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
+from dataclasses import dataclass
 
 from ..errors import TcplabError, WaitTimeout
 
@@ -94,9 +96,15 @@ class Conn:
         return self
 
     # -- data --------------------------------------------------------------------------
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, *, wait: bool = True) -> "Sending | None":
+        """Write all of ``data``.  With ``wait=False`` the write goes on in a thread of its own (a
+        bulk transfer larger than the two socket buffers, while this thread reads the other end or
+        watches the wire) and the :class:`Sending` returned says when it is done."""
         self.sock.setblocking(True)
-        self.sock.sendall(data)
+        if wait:
+            self.sock.sendall(data)
+            return None
+        return Sending(self, data)
 
     def _recv_some(self, size: int, deadline: float, waiting_for: str) -> bytes:
         """One recv() of up to ``size`` bytes once the socket is readable (b"" is EOF); raises
@@ -163,8 +171,87 @@ class Conn:
         from .diag import wait_state
         return wait_state(self.host.peer, self.peer, self.local, states, timeout)
 
+    def info(self) -> "TcpInfo":
+        """The kernel's view of this end (``getsockopt(TCP_INFO)``): congestion window, ssthresh,
+        RTT, MSS, retransmissions, window scales.  See :class:`TcpInfo`."""
+        return TcpInfo.unpack(self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256))
+
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def __repr__(self) -> str:
         return f"<Conn {self.host.name} {self.local} -> {self.peer}>"
+
+
+class Sending:
+    """A write of :meth:`Conn.send` with ``wait=False`` going on in its own thread."""
+
+    def __init__(self, conn: Conn, data: bytes):
+        self.conn, self.size = conn, len(data)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(data,), daemon=True,
+                                        name=f"tcplab-send-{conn.host.name}")
+        self._thread.start()
+
+    def _run(self, data: bytes) -> None:
+        try:
+            self.conn.sock.sendall(data)
+        except BaseException as exc:  # handed to wait(), which raises it in the lab's thread
+            self.error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float = 5.0) -> None:
+        """Block until every byte has been handed to the kernel; raise what the write raised."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise WaitTimeout(f"{self.conn.host.name} had not written its {self.size} bytes within {timeout:g} s "
+                              "(is the peer reading? a zero window stops the writer)")
+        if self.error is not None:
+            raise self.error
+
+
+#: struct tcp_info up to tcpi_total_retrans (include/uapi/linux/tcp.h; the same on every kernel
+#: tcplab supports): 8 one-byte fields, then 24 u32
+_TCP_INFO = struct.Struct("<8B24I")
+
+
+@dataclass(frozen=True)
+class TcpInfo:
+    """The fields of ``struct tcp_info`` a lab asserts on.  Times in microseconds, windows in
+    segments (``snd_cwnd``, ``snd_ssthresh``), sizes in bytes."""
+    ca_state: int          # 0 Open, 1 Disorder, 2 CWR, 3 Recovery, 4 Loss
+    retransmits: int       # consecutive timeouts of the current RTO
+    probes: int            # zero-window probes sent without an answer
+    backoff: int
+    options: int
+    snd_wscale: int
+    rcv_wscale: int
+    rto: int
+    ato: int
+    snd_mss: int
+    rcv_mss: int
+    unacked: int
+    sacked: int
+    lost: int
+    retrans: int
+    rtt: int
+    snd_ssthresh: int
+    snd_cwnd: int
+    advmss: int
+    reordering: int
+    total_retrans: int
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> "TcpInfo":
+        v = _TCP_INFO.unpack_from(raw.ljust(_TCP_INFO.size, b"\0"))
+        (_state, ca_state, retransmits, probes, backoff, options, wscale, _b7,
+         rto, ato, snd_mss, rcv_mss, unacked, sacked, lost, retrans, _fackets,
+         _lds, _las, _ldr, _lar, _pmtu, _rcv_ssthresh, rtt, _rttvar, snd_ssthresh, snd_cwnd, advmss,
+         reordering, _rcv_rtt, _rcv_space, total_retrans) = v
+        return cls(ca_state=ca_state, retransmits=retransmits, probes=probes, backoff=backoff, options=options,
+                   snd_wscale=wscale & 0xF, rcv_wscale=wscale >> 4, rto=rto, ato=ato, snd_mss=snd_mss,
+                   rcv_mss=rcv_mss, unacked=unacked, sacked=sacked, lost=lost, retrans=retrans, rtt=rtt,
+                   snd_ssthresh=snd_ssthresh, snd_cwnd=snd_cwnd, advmss=advmss, reordering=reordering,
+                   total_retrans=total_retrans)

@@ -25,7 +25,7 @@ def test_every_claim_is_cited_by_a_lab():
     cited = set()
     for f in (REPO / "labs").glob("test_*.py"):
         for m in re.finditer(r'@pytest\.mark\.lab\(([^)]*)\)', f.read_text()):
-            cited.update(re.findall(r'"([A-Z]\d)"', m.group(1)))
+            cited.update(re.findall(r'"([A-Z]\d+)"', m.group(1)))
     from tcplab.cli.coverage import load_claims
     CLAIM_IDS = list(load_claims())
     assert set(CLAIM_IDS) <= cited, f"claims without a lab: {sorted(set(CLAIM_IDS) - cited)}"
@@ -91,7 +91,8 @@ def test_public_names_are_pinned():
     assert sorted(tcplab.__all__) == sorted([
         "Topology", "Drop", "Netem", "Capture", "RingCapture", "Trace", "Connection", "Segment", "Expectation",
         "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete", "WaitTimeout",
-        "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "Conn"])
+        "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "Conn", "Sending",
+        "TcpInfo"])
     for name in tcplab.__all__:
         assert getattr(tcplab, name) is not None
 
