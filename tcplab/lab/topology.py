@@ -155,6 +155,20 @@ def _send_fillers(ifname: str, src_mac: str, dst_mac: str, sizes=(1514, 100)) ->
         s.close()
 
 
+def _read_counters() -> dict[str, int]:
+    # thread-self: /proc/net (self/net) shows the namespace of the process's main thread, not of
+    # the host's thread this runs in
+    out: dict[str, int] = {}
+    for name in ("netstat", "snmp"):
+        with open(f"/proc/thread-self/net/{name}") as f:
+            lines = f.read().splitlines()
+        for head, values in zip(lines[::2], lines[1::2]):
+            prefix, keys = head.split(":", 1)
+            if prefix in ("TcpExt", "Tcp"):
+                out.update({k: int(v) for k, v in zip(keys.split(), values.split(":", 1)[1].split())})
+    return out
+
+
 class Host:
     """One end of the link: a namespace with ``eth0``, its addresses, sockets and programs."""
 
@@ -277,6 +291,13 @@ class Host:
         """All TCP sockets in this host, read from the kernel with sock_diag."""
         from .diag import list_tcp
         return self.ns.run(list_tcp, self)
+
+    def counters(self) -> dict[str, int]:
+        """This host's TCP counters, as ``nstat`` shows them: ``TcpExt`` (``TCPFastRetrans``,
+        ``TCPTimeouts``, ``TCPLossProbes``, ``TCPSackRecovery`` ...) and ``Tcp`` (``RetransSegs``
+        ...) of /proc/net/netstat and /proc/net/snmp.  Each host is a fresh namespace, so they
+        count this lab's connections only: the kernel's own word on which recovery happened."""
+        return self.ns.run(_read_counters)
 
     def tcp_state(self, local: tuple, remote: tuple) -> str:
         """Deprecated (goes in 0.3): ``conn.state()``, or ``conn.peer_state()`` for the other end."""
@@ -402,15 +423,19 @@ class Topology:
         index = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
         self.wire_ports = {name: index[p] for name, p in WIRE_PORT.items()}
 
-    def cross_next(self) -> None:
-        """Hold the next segment each way for about 0.1 s, so that two segments the hosts send at
-        once (two SYNs, two FINs) cross on the wire: each arrives after the other was sent, as in
-        a simultaneous open or close.  Deterministic, with no delay qdisc (sch_netem is missing on
-        some kernels): a token bucket (tbf, 16 kbit/s, bucket 1600 bytes) on each wire port is
-        emptied by filler frames (1514 and 300 bytes, EtherType 0x88b5, which no host answers);
-        the last waits in the queue, and so does whatever is sent next.  Every later segment
-        also waits its turn (a 66-byte ACK: 33 ms), so each state lasts long enough to be polled.
-        Use it for handshakes and closes, not data."""
+    def cross_next(self, hold: float = 0.1) -> None:
+        """Hold the next segment each way for about ``hold`` seconds (0.05 to 0.6), so that two
+        segments the hosts send at once (two SYNs, two FINs) cross on the wire: each arrives after
+        the other was sent, as in a simultaneous open or close.  Deterministic, with no delay
+        qdisc (sch_netem is missing on some kernels): a token bucket (tbf, 16 kbit/s, bucket 1600
+        bytes) on each wire port is emptied by filler frames (1514 bytes, then one of 2000 bytes
+        per second of ``hold``; EtherType 0x88b5, which no host answers); the last waits in the
+        queue, and so does whatever is sent next.  Every later segment also waits its turn (a
+        66-byte ACK: 33 ms), so each state lasts long enough to be polled.  Use it for handshakes
+        and closes, not data."""
+        if not 0.05 <= hold <= 0.6:
+            raise ConfigError(f"hold={hold!r}: seconds from 0.05 to 0.6 (below the 1 s SYN timer)")
+        filler = max(100, int(hold * 2000) + 100)
         if not getattr(self, "_tbf", False):
             def add():
                 i = _ipr(self.wire)
@@ -427,16 +452,16 @@ class Topology:
             self._tbf = True
         # Fill each port's queue: send filler frames until one waits in the queue.  The bucket's
         # level depends on how long the port was idle, and it refills while this runs, so it is
-        # checked, not assumed.  Each round's 300-byte frame waits at most 0.15 s, so the hold
-        # stays well below the 1 s SYN and SYN-ACK timers.
-        sizes = {h.name: (1514, 300) for h in self.hosts}
+        # checked, not assumed.  The last filler waits about ``hold`` (its size at 2000 bytes/s,
+        # less what the bucket still held), below the 1 s SYN and SYN-ACK timers.
+        sizes = {h.name: (1514, filler) for h in self.hosts}
         for _ in range(50):
             for h in self.hosts:
                 if sizes[h.name]:
                     h.ns.run(_send_fillers, h.ifname, h.mac, h.peer.mac, sizes[h.name])
             queued = self.wire.run(self._tbf_queues)
             # the client's frames leave through the server's port, and the other way round
-            sizes = {h.name: () if queued[self.wire_ports[h.peer.name]] else (300,) for h in self.hosts}
+            sizes = {h.name: () if queued[self.wire_ports[h.peer.name]] else (filler,) for h in self.hosts}
             if not any(sizes.values()):
                 return
         raise TcplabError("cross_next: the wire's token buckets never queued a filler frame")
@@ -444,12 +469,13 @@ class Topology:
     def simultaneous_open(self, family: Any = 4, ports: tuple[int, int] = (5001, 5002)):
         """Both hosts connect to each other at once, with no listener: the client from
         ``ports[0]`` to the server's ``ports[1]`` and the other way round.  The wire holds the next
-        segment each way (:meth:`cross_next`), both sockets are made and bound first, and the two
-        connect() calls follow each other directly, so the two SYNs cross on the wire even on a
-        slow machine.  Returns the two :class:`~tcplab.Conn` (client's, server's), not yet connected."""
+        segment each way for half a second (:meth:`cross_next`), both sockets are made and bound
+        first, and the two connect() calls follow each other directly, so the two SYNs cross on
+        the wire even on a slow machine (with a 0.1 s hold, a main thread held up between the two
+        calls on a loaded machine let the first SYN arrive before the second socket connected).  Returns the two :class:`~tcplab.Conn` (client's, server's), not yet connected."""
         from .sockets import Conn
         fam = family_of(family)
-        self.cross_next()
+        self.cross_next(hold=0.5)
         a, b = Conn.bound(self.client, fam, ports[0]), Conn.bound(self.server, fam, ports[1])
         a.start((self.server.addr(fam), ports[1]))
         b.start((self.client.addr(fam), ports[0]))
@@ -510,6 +536,8 @@ class Topology:
         """Tear everything down: programs, sockets, impairments, namespaces (reclaimed by the
         kernel with their devices).  Raises once at the end if any clean-up step failed."""
         errors: list[str] = []
+        if getattr(self, "impairments", None) is not None:
+            errors += self.impairments.close()
         for h in (getattr(self, "client", None), getattr(self, "server", None)):
             if h is not None:
                 errors += h._close()
