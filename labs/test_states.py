@@ -231,13 +231,18 @@ def test_fin_wait_1_straight_to_time_wait(hosts, family, record_property):
 
 
 RESET_SCENES = {
-    # state of the socket that receives the RST: (which side receives it, how to get there)
+    # state of the socket that receives the RST: which side receives it
     "ESTABLISHED": "client",
     "FIN_WAIT_1": "client",
     "FIN_WAIT_2": "client",
     "CLOSE_WAIT": "server",
     "LAST_ACK": "server",
 }
+#: the state the aborting side waits for before it aborts: every segment of the scene has then
+#: arrived (in FIN_WAIT_1 the FINs are lost: the peer stays ESTABLISHED), so nothing reaches the
+#: aborted socket afterwards (an ACK still on its way would be answered with a second RST)
+ABORTING_SIDE_STATE = {"ESTABLISHED": "ESTABLISHED", "FIN_WAIT_1": "ESTABLISHED", "FIN_WAIT_2": "CLOSE_WAIT",
+                       "CLOSE_WAIT": "FIN_WAIT_2", "LAST_ACK": "FIN_WAIT_2"}
 
 
 @pytest.mark.lab("R2", points=2)
@@ -259,6 +264,7 @@ def test_rst_in_a_synchronized_state(hosts, family, state, record_property):
             peer.shutdown_write()
         mine, other = (client, peer) if receiver == "client" else (peer, client)
         mine.wait_state(state)
+        other.wait_state(ABORTING_SIDE_STATE[state])
         other.abort()
         mine.wait_state("CLOSED")
         # the error the application is given: Linux says EPIPE in CLOSE_WAIT (the peer had
