@@ -1,0 +1,153 @@
+"""tcplab analyze against Wireshark's own analysis (tshark), on captures of real transfers: loss
+recovered by SACK, by three duplicate ACKs and by timeouts, a zero window, random loss over a
+delayed wire, and a capture tcplab did not make (tcpdump's, microsecond pcap; and a pcapng)."""
+import collections
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tcplab import Drop, Netem
+from tcplab.observe.analysis import COUNTS, analyse
+from tcplab.observe.fastparse import read_pcap
+
+pytestmark = pytest.mark.skipif(shutil.which("tshark") is None,
+                                reason="tshark is missing: sudo ci/setup --browser installs it")
+FIELDS = {k: f"tcp.analysis.{v}" for k, v in {
+    "retransmissions": "retransmission", "fast_retransmissions": "fast_retransmission",
+    "spurious_retransmissions": "spurious_retransmission", "out_of_order": "out_of_order",
+    "duplicate_acks": "duplicate_ack", "zero_windows": "zero_window",
+    "zero_window_probes": "zero_window_probe", "keep_alives": "keep_alive",
+    "window_updates": "window_update"}.items()}
+PORT = 7788
+
+
+def tshark_counts(path):
+    """{(client port, server port) or stream: {count: n}} from tshark's expert flags."""
+    cmd = ["tshark", "-n", "-r", str(path), "-Y", "tcp", "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.dstport",
+           *sum((["-e", f] for f in FIELDS.values()), [])]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    per = collections.defaultdict(collections.Counter)
+    for line in out.splitlines():
+        cols = line.split("\t")
+        key = frozenset(cols[:2])
+        per[key]
+        for k, v in zip(FIELDS, cols[2:]):
+            per[key][k] += bool(v)
+    return per
+
+
+def compare(path):
+    """Per connection, tcplab's counts equal tshark's; returns tcplab's."""
+    theirs = tshark_counts(path)
+    mine = {frozenset((str(c.client[1]), str(c.server[1]))): c.counts() for c in analyse(read_pcap(path))}
+    assert set(mine) == set(theirs), (sorted(map(sorted, mine)), sorted(map(sorted, theirs)))
+    for key, counts in mine.items():
+        diff = {k: (counts[k], theirs[key][k]) for k in FIELDS if counts[k] != theirs[key][k]}
+        assert not diff, f"{path.name}: tcplab vs tshark {diff}"
+    return list(mine.values())
+
+
+def _bulk(hosts, n=200_000):
+    srv = hosts.server.listen(PORT)
+    c = hosts.client.connect(srv.address)
+    peer = srv.accept()
+    sending = c.send(bytes(n), wait=False)
+    assert len(peer.recv_exactly(n, timeout=60)) == n
+    sending.wait(60)
+    return c, peer
+
+
+def _both_pcaps(cap):
+    return [cap.paths["client"], cap.paths["server"]]
+
+
+@pytest.mark.parametrize("sack", [True, False], ids=["sack", "three-dupacks"])
+def test_one_loss_in_a_bulk_transfer(hosts, sack):
+    for h in hosts.hosts:
+        h.sysctl("net.ipv4.tcp_sack", int(sack))
+        h.sysctl("net.ipv4.tcp_recovery", int(sack))
+        h.sysctl("net.ipv4.tcp_early_retrans", 0)
+        h.rto_min(200)
+    with hosts.capture() as cap:
+        hosts.impair(drops=[Drop(">", "*", nth=4, payload=True)])
+        _bulk(hosts)
+    client_view, server_view = (compare(p)[0] for p in _both_pcaps(cap))
+    assert client_view["retransmissions"] >= 1 and client_view["duplicate_acks"] >= 3, client_view
+    if not sack:
+        assert client_view["fast_retransmissions"] == 1, client_view
+
+
+def test_timeouts(hosts):
+    for h in hosts.hosts:
+        h.sysctl("net.ipv4.tcp_early_retrans", 0)
+    with hosts.capture() as cap:
+        hosts.impair(drops=[Drop(">", "*", nth=1, payload=True, count=12)])
+        _bulk(hosts)
+    client_view = compare(cap.paths["client"])[0]
+    compare(cap.paths["server"])
+    assert client_view["retransmissions"] >= 3, client_view
+
+
+def test_zero_window(hosts):
+    import socket
+    from tcplab import until
+    with hosts.capture() as cap:
+        srv = hosts.server.listen(PORT)
+        srv.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c = hosts.client.connect(srv.address)
+        peer = srv.accept()
+        sending = c.send(bytes(100_000), wait=False)
+        until(lambda: c.info().backoff >= 2, 20, "two zero-window probes")
+        peer.recv_exactly(100_000, timeout=30)
+        sending.wait(30)
+    (client_view,) = compare(cap.paths["client"])
+    compare(cap.paths["server"])
+    (mine,) = analyse(read_pcap(cap.paths["client"]))
+    counts = mine.counts()
+    assert counts["zero_windows"] >= 1 and counts["window_updates"] >= 1, counts
+    # Linux's probes: keep-alives to Wireshark, sent while the window is zero
+    assert counts["linux_zero_window_probes"] >= 2 and counts["keep_alives"] >= counts["linux_zero_window_probes"]
+
+
+def test_random_loss_over_a_delayed_wire(hosts):
+    hosts.impair(both=Netem(loss=3, delay=5))
+    with hosts.capture() as cap:
+        _bulk(hosts, 400_000)
+    for p in _both_pcaps(cap):
+        compare(p)
+
+
+def test_a_capture_tcplab_did_not_make(hosts, tmp_path):
+    """tcpdump's own pcap (microsecond timestamps) of a lossy transfer, and the same file as
+    pcapng (read through Scapy): the same counts as tshark's."""
+    from tcplab import until
+    pcap = tmp_path / "tcpdump.pcap"
+    dump = hosts.client.popen(["tcpdump", "-i", "eth0", "-n", "-U", "--immediate-mode", "-w", str(pcap), "tcp"])
+    until(lambda: pcap.exists() and pcap.stat().st_size >= 24, 10, "tcpdump to start writing")
+    hosts.impair(both=Netem(loss=5))
+    _bulk(hosts, 100_000)
+    dump.close()
+    mine = compare(pcap)
+    assert sum(c["retransmissions"] for c in mine) >= 1
+    ng = tmp_path / "tcpdump.pcapng"
+    subprocess.run(["tshark", "-r", str(pcap), "-F", "pcapng", "-w", str(ng)], check=True, capture_output=True)
+    assert compare(ng) == mine
+
+
+def test_analyze_command_prints_json_and_a_table(hosts, tmp_path):
+    from tcplab.cli import main
+    with hosts.capture() as cap:
+        hosts.impair(drops=[Drop(">", "*", nth=4, payload=True)])
+        _bulk(hosts, 50_000)
+    r = subprocess.run([sys.executable, "-m", "tcplab", "analyze", "--json",
+                        str(cap.paths["client"])], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (conn,) = json.loads(r.stdout)["connections"]
+    assert conn["server"].endswith(f":{PORT}") and set(COUNTS) <= set(conn) and conn["retransmissions"] >= 1
+    r = subprocess.run([sys.executable, "-m", "tcplab", "analyze", str(cap.paths["client"])],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "retransmissions" in r.stdout.splitlines()[0]
+    assert main(["analyze", str(tmp_path / "missing.pcap")]) == 2
