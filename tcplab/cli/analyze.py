@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     if not a.pcap.is_file():
         ap.error(f"{a.pcap}: no such file (give a pcap, e.g. a capture-client.pcap that a lab kept)")
     from ..observe.analysis import COUNTS, analyse
-    from ..observe.fastparse import read_pcap
+    from ..observe.fastparse import pcap_headers
     try:
-        segments = read_pcap(a.pcap)
+        segments = pcap_headers(a.pcap)
     except Exception as exc:  # not a pcap, truncated...
         print(f"tcplab analyze: cannot read {a.pcap} as a pcap: {exc}", file=sys.stderr)
         return 1

@@ -28,52 +28,54 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .trace import Segment
-
 COUNTS = ("retransmissions", "fast_retransmissions", "spurious_retransmissions", "out_of_order",
           "duplicate_acks", "zero_windows", "zero_window_probes", "linux_zero_window_probes",
           "keep_alives", "window_updates")
 FAST_RTX_WINDOW = 0.020
 DEFAULT_OOO = 0.003
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+#: the flag of each mark, and the count it goes to (marks are bits: the loop runs per segment of
+#: captures of hundreds of megabytes)
+(RETRANSMISSION, FAST_RETRANSMISSION, SPURIOUS_RETRANSMISSION, OUT_OF_ORDER, DUPLICATE_ACK, ZERO_WINDOW,
+ ZERO_WINDOW_PROBE, LINUX_ZERO_WINDOW_PROBE, KEEP_ALIVE, WINDOW_UPDATE, KEEP_ALIVE_ACK,
+ ZERO_WINDOW_PROBE_ACK) = (1 << i for i in range(12))
+MARKS = {"retransmission": RETRANSMISSION, "fast_retransmission": FAST_RETRANSMISSION,
+         "spurious_retransmission": SPURIOUS_RETRANSMISSION, "out_of_order": OUT_OF_ORDER,
+         "duplicate_ack": DUPLICATE_ACK, "zero_window": ZERO_WINDOW, "zero_window_probe": ZERO_WINDOW_PROBE,
+         "linux_zero_window_probe": LINUX_ZERO_WINDOW_PROBE, "keep_alive": KEEP_ALIVE,
+         "window_update": WINDOW_UPDATE, "keep_alive_ack": KEEP_ALIVE_ACK,
+         "zero_window_probe_ack": ZERO_WINDOW_PROBE_ACK}
+COUNT_OF = dict(zip(COUNTS, (RETRANSMISSION, FAST_RETRANSMISSION, SPURIOUS_RETRANSMISSION, OUT_OF_ORDER,
+                             DUPLICATE_ACK, ZERO_WINDOW, ZERO_WINDOW_PROBE, LINUX_ZERO_WINDOW_PROBE,
+                             KEEP_ALIVE, WINDOW_UPDATE)))
+M32 = 0xFFFFFFFF
 
 
-def _lt(a: int, b: int) -> bool:
-    return ((a - b) & 0xFFFFFFFF) >= 0x80000000
-
-
-def _gt(a: int, b: int) -> bool:
-    return _lt(b, a)
-
-
-@dataclass
 class _Side:
-    nextseq: int | None = None
-    nextseq_time: float = 0.0
-    lastack: int | None = None
-    lastack_time: float = 0.0
-    window: int | None = None
-    dupacks: int = 0
-    maxseqtobeacked: int | None = None
-    last_flags: frozenset = frozenset()
-    wscale: int | None = None
+    __slots__ = ("nextseq", "nextseq_time", "lastack", "lastack_time", "window", "dupacks", "maxseqtobeacked",
+                 "last_marks", "wscale")
+
+    def __init__(self):
+        self.nextseq = self.lastack = self.window = self.maxseqtobeacked = self.wscale = None
+        self.nextseq_time = self.lastack_time = 0.0
+        self.dupacks = self.last_marks = 0
 
 
 @dataclass
 class Analysed:
-    """One connection of a capture: its endpoints, the flags of each of its segments (in capture
-    order, the same order as ``segments``) and the counts."""
+    """One connection of a capture: its endpoints, its segments (in capture order: Segments, or
+    the header tuples of ``fastparse.pcap_headers``) and the marks of each, as bits of MARKS."""
     client: tuple
     server: tuple
     segments: list = field(default_factory=list)
-    marks: list = field(default_factory=list)     # one set of flag names per segment
+    bits: list = field(default_factory=list)
+
+    def marks(self, i: int) -> set[str]:
+        """The names of the marks of segment ``i``."""
+        return {name for name, bit in MARKS.items() if self.bits[i] & bit}
 
     def counts(self) -> dict[str, int]:
-        names = {"retransmissions": "retransmission", "fast_retransmissions": "fast_retransmission",
-                 "spurious_retransmissions": "spurious_retransmission", "out_of_order": "out_of_order",
-                 "duplicate_acks": "duplicate_ack", "zero_windows": "zero_window",
-                 "zero_window_probes": "zero_window_probe", "linux_zero_window_probes": "linux_zero_window_probe",
-                 "keep_alives": "keep_alive", "window_updates": "window_update"}
-        return {k: sum(1 for m in self.marks if names[k] in m) for k in COUNTS}
+        return {k: sum(1 for b in self.bits if b & bit) for k, bit in COUNT_OF.items()}
 
     def as_dict(self) -> dict:
         def ep(a):
@@ -81,99 +83,104 @@ class Analysed:
         return {"client": ep(self.client), "server": ep(self.server), **self.counts()}
 
 
-def analyse(segments: list[Segment]) -> list[Analysed]:
-    """Every TCP connection among ``segments`` (one capture, in capture order)."""
+def analyse(segments: list) -> list[Analysed]:
+    """Every TCP connection among ``segments`` (one capture, in capture order): Segments, or
+    header tuples from :func:`tcplab.observe.fastparse.pcap_headers`."""
+    from .fastparse import headers_of
     conns: dict[tuple, Analysed] = {}
     state: dict[tuple, dict] = {}
     first_rtt: dict[tuple, float | None] = {}
     syn_time: dict[tuple, float] = {}
     for seg in segments:
-        a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
+        h = seg if isinstance(seg, tuple) else headers_of(seg)
+        a, b = (h[1], h[2]), (h[3], h[4])
         key = (a, b) if (a, b) in conns else (b, a) if (b, a) in conns else None
         if key is None:
             # the client is the side that sent the first SYN without ACK, else the first sender
-            client, server = (b, a) if seg.flags == {"SYN", "ACK"} else (a, b)
+            client, server = (b, a) if h[5] & (SYN | ACK) == SYN | ACK else (a, b)
             key = (client, server)
             conns[key] = Analysed(client, server)
             state[key] = {client: _Side(), server: _Side()}
             first_rtt[key] = None
         conn = conns[key]
-        fwd, rev = state[key][a], state[key][b]
-        marks: set[str] = set()
-        _analyse_one(seg, fwd, rev, marks, first_rtt[key])
+        sides = state[key]
+        conn.segments.append(seg)
+        conn.bits.append(_analyse_one(h, sides[a], sides[b], first_rtt[key]))
         # the first round trip as Wireshark measures it (its iRTT): from the latest SYN to the
         # first segment with ACK and without SYN, at this capture point
-        if "SYN" in seg.flags and "ACK" not in seg.flags:
-            syn_time[key] = seg.time
-        elif "ACK" in seg.flags and "SYN" not in seg.flags and key in syn_time and first_rtt[key] is None:
-            first_rtt[key] = seg.time - syn_time[key]
-        conn.segments.append(seg)
-        conn.marks.append(marks)
+        bits = h[5]
+        if bits & SYN and not bits & ACK:
+            syn_time[key] = h[0]
+        elif bits & ACK and not bits & SYN and first_rtt[key] is None and key in syn_time:
+            first_rtt[key] = h[0] - syn_time[key]
     return list(conns.values())
 
 
-def _analyse_one(seg: Segment, fwd: _Side, rev: _Side, marks: set, first_rtt: float | None) -> None:
-    flags, seq, ack, seglen, now = seg.flags, seg.seq, seg.ack, seg.length, seg.time
-    opts = dict(seg.options)
-    if "SYN" in flags:
-        fwd.wscale = opts.get("WScale")
-    window = seg.win
-    if "SYN" not in flags and fwd.wscale is not None and rev.wscale is not None:
-        window = seg.win << fwd.wscale
-    sfr = bool(flags & {"SYN", "FIN", "RST"})
+def _lt(a: int, b: int) -> bool:
+    return ((a - b) & M32) >= 0x80000000
+
+
+def _analyse_one(h: tuple, fwd: _Side, rev: _Side, first_rtt: float | None) -> int:
+    now, _, _, _, _, flags, seq, ack, window, seglen, wscale = h
+    if flags & SYN:
+        fwd.wscale = wscale
+    elif fwd.wscale is not None and rev.wscale is not None:
+        window <<= fwd.wscale
+    sfr = flags & (SYN | FIN | RST)
+    marks = 0
+    nextseq = fwd.nextseq
     skip_rest = False
-    if seglen == 1 and fwd.nextseq is not None and seq == fwd.nextseq and rev.window == 0:
-        marks.add("zero_window_probe")
+    if seglen == 1 and nextseq is not None and seq == nextseq and rev.window == 0:
+        marks |= ZERO_WINDOW_PROBE
         skip_rest = True
     if not skip_rest:
         if window == 0 and not sfr:
-            marks.add("zero_window")
-        if seglen <= 1 and fwd.nextseq is not None and seq == (fwd.nextseq - 1) & 0xFFFFFFFF and not sfr:
-            marks.add("keep_alive")
+            marks |= ZERO_WINDOW
+        if seglen <= 1 and nextseq is not None and seq == (nextseq - 1) & M32 and not sfr:
+            marks |= KEEP_ALIVE
             if rev.window == 0:
-                marks.add("linux_zero_window_probe")
-        same = (seglen == 0 and fwd.nextseq is not None and seq == fwd.nextseq and ack == fwd.lastack
-                and not sfr)
-        if same and window and window != fwd.window:
-            marks.add("window_update")
-        if same and window and window == fwd.window and "keep_alive" in rev.last_flags:
-            marks.add("keep_alive_ack")
-            skip_rest = True
-        elif same and window == 0 and window == fwd.window and "zero_window_probe" in rev.last_flags:
-            marks.add("zero_window_probe_ack")
-            skip_rest = True
-        elif same and window and window == fwd.window:
-            fwd.dupacks = 1 if fwd.dupacks == -1 else fwd.dupacks + 1
-            marks.add("duplicate_ack")
+                marks |= LINUX_ZERO_WINDOW_PROBE
+        if seglen == 0 and nextseq is not None and seq == nextseq and ack == fwd.lastack and not sfr:
+            if window and window != fwd.window:
+                marks |= WINDOW_UPDATE
+            if window and window == fwd.window and rev.last_marks & KEEP_ALIVE:
+                marks |= KEEP_ALIVE_ACK
+            elif window == 0 and window == fwd.window and rev.last_marks & ZERO_WINDOW_PROBE:
+                marks |= ZERO_WINDOW_PROBE_ACK
+            elif window and window == fwd.window:
+                fwd.dupacks = 1 if fwd.dupacks == -1 else fwd.dupacks + 1
+                marks |= DUPLICATE_ACK
     if ack != fwd.lastack:           # Wireshark resets the count only when the ACK moves
         fwd.dupacks = 0
     # "ACKed unseen segment": an ACK beyond what this capture saw of the other direction; once
     # per hole, Wireshark then disarms the other side's duplicate-ACK count (-1)
-    if "ACK" in flags and rev.maxseqtobeacked is not None and _gt(ack, rev.maxseqtobeacked):
+    if flags & ACK and rev.maxseqtobeacked is not None and _lt(rev.maxseqtobeacked, ack):
         if rev.nextseq is not None and rev.maxseqtobeacked > rev.nextseq:
             rev.maxseqtobeacked = rev.nextseq
         else:
             rev.dupacks = -1
-    if (seglen > 0 or flags & {"SYN", "FIN"}) and "keep_alive" not in marks:
-        not_advanced = fwd.nextseq is not None and _lt(seq, fwd.nextseq)
-        if seglen > 1 and fwd.nextseq is not None and seq == (fwd.nextseq - 1) & 0xFFFFFFFF:
+    synfin = 1 if flags & (SYN | FIN) else 0
+    if (seglen > 0 or synfin) and not marks & KEEP_ALIVE:
+        not_advanced = nextseq is not None and _lt(seq, nextseq)
+        if seglen > 1 and nextseq is not None and seq == (nextseq - 1) & M32:
             not_advanced = False     # new data after what may have been a zero-window probe
-        end = (seq + seglen) & 0xFFFFFFFF
-        if seglen > 0 and rev.lastack and not _gt(end, rev.lastack):
-            marks.update(("spurious_retransmission", "retransmission"))
+        end = (seq + seglen) & M32
+        if seglen > 0 and rev.lastack and not _lt(rev.lastack, end):
+            marks |= SPURIOUS_RETRANSMISSION | RETRANSMISSION
         elif not_advanced and rev.dupacks >= 2 and rev.lastack == seq and now - rev.lastack_time < FAST_RTX_WINDOW:
-            marks.update(("fast_retransmission", "retransmission"))
+            marks |= FAST_RETRANSMISSION | RETRANSMISSION
         elif not_advanced and now - fwd.nextseq_time < (first_rtt or DEFAULT_OOO) and \
-                fwd.nextseq != (end + (1 if flags & {"SYN", "FIN"} else 0)) & 0xFFFFFFFF:
-            marks.add("out_of_order")
+                nextseq != (end + synfin) & M32:
+            marks |= OUT_OF_ORDER
         elif not_advanced:
-            marks.add("retransmission")
+            marks |= RETRANSMISSION
     # every segment may move the next expected sequence number, a pure ACK too (a segment
     # beyond a hole that the capture missed), except a zero-window probe
-    nxt = (seq + seglen + (1 if (seglen or flags & {"SYN", "FIN"}) and flags & {"SYN", "FIN"} else 0)) & 0xFFFFFFFF
-    if (fwd.nextseq is None or _gt(nxt, fwd.nextseq)) and "zero_window_probe" not in marks:
+    nxt = (seq + seglen + synfin) & M32
+    if (nextseq is None or _lt(nextseq, nxt)) and not marks & ZERO_WINDOW_PROBE:
         fwd.nextseq, fwd.nextseq_time = nxt, now
-    if (fwd.maxseqtobeacked is None or seq == fwd.maxseqtobeacked) and "zero_window_probe" not in marks:
+    if (fwd.maxseqtobeacked is None or seq == fwd.maxseqtobeacked) and not marks & ZERO_WINDOW_PROBE:
         fwd.maxseqtobeacked = fwd.nextseq
     fwd.window, fwd.lastack, fwd.lastack_time = window, ack, now
-    fwd.last_flags = frozenset(marks)
+    fwd.last_marks = marks
+    return marks

@@ -121,13 +121,14 @@ def test_random_loss_over_a_delayed_wire(hosts):
 
 
 def test_a_capture_tcplab_did_not_make(hosts, tmp_path):
-    """tcpdump's own pcap (microsecond timestamps) of a lossy transfer, and the same file as
+    """tcpdump's own pcap (microsecond timestamps) of a transfer with a lost data segment and a
+    lost ACK, and the same file as
     pcapng (read through Scapy): the same counts as tshark's."""
     from tcplab import until
     pcap = tmp_path / "tcpdump.pcap"
     dump = hosts.client.popen(["tcpdump", "-i", "eth0", "-n", "-U", "--immediate-mode", "-w", str(pcap), "tcp"])
     until(lambda: pcap.exists() and pcap.stat().st_size >= 24, 10, "tcpdump to start writing")
-    hosts.impair(both=Netem(loss=5))
+    hosts.impair(drops=[Drop(">", "*", nth=4, payload=True), Drop("<", ".", nth=6)])
     _bulk(hosts, 100_000)
     dump.close()
     mine = compare(pcap)
