@@ -17,6 +17,7 @@ COMMANDS = {
     "vm": ("vm", "run pytest inside a VM booted from another kernel (Debian's, with sch_netem)"),
     "soak": ("soak", "run a selection N times in a row; failures per test, wall times"),
     "ladder": ("ladder", "draw the ladder diagram of a pcap's connections (text, or --svg OUT)"),
+    "tsg": ("tsg", "draw the time-sequence graph of a pcap's connections (SVG: segments, ACK and window lines, SACK)"),
     "analyze": ("analyze", "Wireshark's TCP analysis counts per connection of a pcap (retransmissions, dup ACKs...)"),
     "states": ("states", "draw RFC 9293's state diagram coloured by what the labs observed (docs/states.*)"),
     "grade": ("grade", "grade submissions of an assignment: results.json per student, grades.csv"),

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tcplab import Drop, Netem
-from tcplab.observe.analysis import COUNTS, analyse
+from tcplab.observe.analysis import COUNTS, DUPLICATE_ACK, RETRANSMISSION, analyse
 from tcplab.observe.fastparse import read_pcap
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None,
@@ -152,3 +152,56 @@ def test_analyze_command_prints_json_and_a_table(hosts, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0 and "retransmissions" in r.stdout.splitlines()[0]
     assert main(["analyze", str(tmp_path / "missing.pcap")]) == 2
+
+
+def _tsg_marks(svg: str) -> collections.Counter:
+    import re
+    return collections.Counter(re.findall(r'<(?:path|line|circle|rect|polyline) class="([\w-]+)"', svg))
+
+
+def test_time_sequence_graph_marks_what_the_analysis_counts(hosts, tmp_path):
+    """The graph of a transfer with one lost data segment (SACK): one red retransmission, a tick
+    per duplicate ACK, the SACK blocks, one ACK line and one window line; it renders to PNG."""
+    from tcplab.cli import main
+    for h in hosts.hosts:
+        h.sysctl("net.ipv4.tcp_early_retrans", 0)
+        h.rto_min(200)
+    with hosts.capture() as cap:
+        hosts.impair(drops=[Drop(">", "*", nth=4, payload=True)])
+        _bulk(hosts)
+    out = tmp_path / "tsg.svg"
+    assert main(["tsg", str(cap.paths["client"]), "--svg", str(out)]) == 0
+    marks = _tsg_marks(out.read_text())
+    (conn,) = analyse(read_pcap(cap.paths["client"]))
+    client_rtx = sum(1 for s, m in zip(conn.segments, conn.bits) if s.sport != PORT and s.length and m & RETRANSMISSION)
+    server_dupacks = sum(1 for s, m in zip(conn.segments, conn.bits) if s.sport == PORT and m & DUPLICATE_ACK)
+    assert marks["retransmission"] == client_rtx >= 1, marks
+    assert marks["dupack"] == server_dupacks >= 3, marks
+    assert marks["sack"] >= 3 and marks["ack-line"] == 1 and marks["window-line"] == 1, marks
+    assert marks["segment"] >= 100
+    rsvg = shutil.which("rsvg-convert")
+    if rsvg:
+        png = tmp_path / "tsg.png"
+        subprocess.run([rsvg, str(out), "-o", str(png)], check=True, timeout=60)
+        assert png.stat().st_size > 10_000
+
+
+def test_time_sequence_graph_of_a_zero_window(hosts, tmp_path):
+    import socket
+    from tcplab import until
+    from tcplab.cli import main
+    with hosts.capture() as cap:
+        srv = hosts.server.listen(PORT)
+        srv.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c = hosts.client.connect(srv.address)
+        peer = srv.accept()
+        sending = c.send(bytes(100_000), wait=False)
+        until(lambda: c.info().backoff >= 2, 20, "two zero-window probes")
+        peer.recv_exactly(100_000, timeout=30)
+        sending.wait(30)
+    pcap = tmp_path / "copy.pcap"
+    shutil.copy(cap.paths["client"], pcap)
+    assert main(["tsg", str(pcap)]) == 0                      # beside the pcap by default
+    marks = _tsg_marks((tmp_path / "copy-tsg.svg").read_text())
+    (conn,) = analyse(read_pcap(pcap))
+    assert marks["zero-window"] == conn.counts()["zero_windows"] >= 1, marks

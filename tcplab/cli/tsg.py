@@ -1,0 +1,56 @@
+"""``tcplab tsg FILE.pcap [--svg OUT]``: the time-sequence graph of a pcap's connections.
+
+Time across, relative sequence number up, as tcptrace and Wireshark's Stevens graph draw it:
+data segments (retransmissions in red), the receiver's ACK and window lines, SACK blocks,
+duplicate ACKs and zero windows, marked with Wireshark's definitions (those of ``tcplab
+analyze``).  One SVG per connection, for the side that sent more data (``--sender`` to choose):
+OUT, then OUT-2.svg, ...  Without ``--svg`` the graph goes beside the pcap, as FILE-tsg.svg.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="tcplab tsg", description=__doc__.split("\n\n")[0].strip("`"),
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("pcap", type=Path)
+    ap.add_argument("--svg", type=Path, metavar="OUT", help="where to write the graph (default: beside the pcap)")
+    ap.add_argument("--port", type=int, help="only connections to or from this port")
+    ap.add_argument("--sender", choices=("client", "server"), help="whose data to draw (default: who sent more)")
+    a = ap.parse_args(argv)
+    if not a.pcap.is_file():
+        ap.error(f"{a.pcap}: no such file (give a pcap, e.g. a capture-client.pcap that a lab kept)")
+    from ..observe.analysis import analyse
+    from ..observe.fastparse import read_pcap
+    from ..report.tsg import tsg_svg
+    try:
+        segments = read_pcap(a.pcap)
+    except Exception as exc:  # not a pcap, truncated...
+        print(f"tcplab tsg: cannot read {a.pcap} as a pcap: {exc}", file=sys.stderr)
+        return 1
+    conns = [c for c in analyse(segments) if a.port is None or a.port in (c.client[1], c.server[1])]
+    if not conns:
+        print(f"tcplab tsg: no TCP connection in {a.pcap}" + (f" on port {a.port}" if a.port else ""),
+              file=sys.stderr)
+        return 1
+    base = a.svg or a.pcap.with_name(f"{a.pcap.stem}-tsg.svg")
+    for n, conn in enumerate(conns, 1):
+        sender = a.sender or _bigger_sender(conn)
+        out = base if n == 1 else base.with_name(f"{base.stem}-{n}{base.suffix or '.svg'}")
+        try:
+            out.write_text(tsg_svg(conn, sender))
+        except OSError as exc:
+            print(f"tcplab tsg: cannot write {out}: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(f"{out}: {sender}'s data")
+    return 0
+
+
+def _bigger_sender(conn) -> str:
+    sent = {"client": 0, "server": 0}
+    for s in conn.segments:
+        sent["client" if (s.src, s.sport) == conn.client else "server"] += s.length
+    return max(sent, key=sent.get)
