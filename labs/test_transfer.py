@@ -57,6 +57,23 @@ def _retransmissions(conn, side):
     return out
 
 
+def _one_early_loss(hosts, family, **sysctls):
+    """A bulk transfer whose 4th data segment is lost on the wire, with an RTO floor of 200 ms
+    (so a fast retransmit cannot be mistaken for a timeout) and no tail-loss probe (on a busy
+    machine its timer can fire first and re-send a segment that did arrive), plus ``sysctls``
+    on both hosts.  Returns the trace's connection."""
+    for h in hosts.hosts:
+        h.sysctl("net.ipv4.tcp_early_retrans", 0)
+        for key, value in sysctls.items():
+            h.sysctl(f"net.ipv4.{key}", value)
+        h.rto_min(200)
+    with hosts.capture() as cap:
+        client, peer = _connect(hosts, family)
+        hosts.impair(drops=[Drop(">", "*", nth=4, payload=True)])
+        _bulk(client, peer)
+    return cap.trace.connection(port=PORT)
+
+
 @pytest.mark.lab("T10", points=3)
 def test_syn_options_bound_segments_and_scale_windows(hosts, family):
     """Both SYNs carry MSS and window-scale options.  No data segment carries more than the peer's
@@ -175,16 +192,7 @@ def test_fast_retransmit_after_three_duplicate_acks(hosts, family):
     retransmits the missing segment, long before its retransmission timer (200 ms floor here)
     would.  The classic algorithm is pinned: no SACK, and losses counted by duplicate ACKs
     (tcp_recovery=0) rather than by time (RACK)."""
-    for h in hosts.hosts:
-        h.sysctl("net.ipv4.tcp_sack", 0)
-        h.sysctl("net.ipv4.tcp_recovery", 0)
-        h.sysctl("net.ipv4.tcp_early_retrans", 0)
-        h.rto_min(200)
-    with hosts.capture() as cap:
-        client, peer = _connect(hosts, family)
-        hosts.impair(drops=[Drop(">", "*", nth=4, payload=True)])
-        _bulk(client, peer)
-    conn = cap.trace.connection(port=PORT)
+    conn = _one_early_loss(hosts, family, tcp_sack=0, tcp_recovery=0)
     (lost,) = [s for s in conn.lost() if s.length]
     hole = conn.rel_seq(lost)
     (resent, *_) = [s for s in _retransmissions(conn, "client") if conn.rel_seq(s) == hole]
@@ -200,17 +208,8 @@ def test_fast_retransmit_after_three_duplicate_acks(hosts, family):
 @pytest.mark.lab("T7", points=4)
 def test_sack_reports_blocks_and_only_the_hole_is_resent(hosts, family):
     """With SACK (both SYNs carry sackOK), the receiver's duplicate ACKs report the blocks it holds
-    above the hole, and the sender re-sends only the missing segment, not the ones after it.
-    No tail-loss probe (tcp_early_retrans=0): on a busy machine its timer can fire before the
-    SACKs are processed, and the probe re-sends the last segment sent, which did arrive."""
-    for h in hosts.hosts:
-        h.sysctl("net.ipv4.tcp_early_retrans", 0)
-        h.rto_min(200)
-    with hosts.capture() as cap:
-        client, peer = _connect(hosts, family)
-        hosts.impair(drops=[Drop(">", "*", nth=4, payload=True)])
-        _bulk(client, peer)
-    conn = cap.trace.connection(port=PORT)
+    above the hole, and the sender re-sends only the missing segment, not the ones after it."""
+    conn = _one_early_loss(hosts, family)
     assert all("SAckOK" in dict(s.options) for s in conn if "SYN" in s.flags)
     (lost,) = [s for s in conn.lost() if s.length]
     resent = _retransmissions(conn, "client")

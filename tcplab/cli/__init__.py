@@ -25,6 +25,28 @@ COMMANDS = {
 }
 
 
+def pcap_command(prog: str, doc: str):
+    """The parser every command that reads a pcap starts from (``ladder``, ``analyze``, ``tsg``):
+    its summary and epilog from the module's docstring, the pcap argument."""
+    import argparse
+    from pathlib import Path
+    ap = argparse.ArgumentParser(prog=f"tcplab {prog}", description=doc.split("\n\n")[0].strip("`"),
+                                 epilog=doc.split("\n\n", 1)[1])
+    ap.add_argument("pcap", type=Path)
+    return ap
+
+
+def read_capture(ap, a, reader):
+    """``reader(a.pcap)``, or None after a one-line error (argparse's for a missing file)."""
+    if not a.pcap.is_file():
+        ap.error(f"{a.pcap}: no such file (give a pcap, e.g. a capture-client.pcap that a lab kept)")
+    try:
+        return reader(a.pcap)
+    except Exception as exc:  # not a pcap, truncated...
+        print(f"{ap.prog}: cannot read {a.pcap} as a pcap: {exc}", file=sys.stderr)
+        return None
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: tcplab COMMAND [--help] [ARGS...]   (or: python -m tcplab COMMAND ...)", "", "commands:"]

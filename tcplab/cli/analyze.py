@@ -10,26 +10,19 @@ keep-alives sent into a zero window are also counted as ``linux_zero_window_prob
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="tcplab analyze", description=__doc__.split("\n\n")[0].strip("`"),
-                                 epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("pcap", type=Path)
+    from . import pcap_command, read_capture
+    ap = pcap_command("analyze", __doc__)
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     a = ap.parse_args(argv)
-    if not a.pcap.is_file():
-        ap.error(f"{a.pcap}: no such file (give a pcap, e.g. a capture-client.pcap that a lab kept)")
     from ..observe.analysis import COUNTS, analyse
     from ..observe.fastparse import pcap_headers
-    try:
-        segments = pcap_headers(a.pcap)
-    except Exception as exc:  # not a pcap, truncated...
-        print(f"tcplab analyze: cannot read {a.pcap} as a pcap: {exc}", file=sys.stderr)
+    segments = read_capture(ap, a, pcap_headers)
+    if segments is None:
         return 1
     conns = [c.as_dict() for c in analyse(segments)]
     if a.json:

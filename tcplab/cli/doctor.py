@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes.util
-import os
 import platform
 import shutil
 from dataclasses import dataclass

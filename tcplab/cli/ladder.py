@@ -7,25 +7,19 @@ which segments were lost on the way: labs mark them from the captures at both en
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="tcplab ladder", description=__doc__.split("\n\n")[0].strip("`"),
-                                 epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("pcap", type=Path)
+    from . import pcap_command, read_capture
+    ap = pcap_command("ladder", __doc__)
     ap.add_argument("--svg", type=Path, metavar="OUT", help="also write the diagram as SVG")
     ap.add_argument("--port", type=int, help="only connections to or from this port")
     a = ap.parse_args(argv)
-    if not a.pcap.is_file():
-        ap.error(f"{a.pcap}: no such file (give a pcap, e.g. a capture-client.pcap that a lab kept)")
     from ..observe.trace import Trace
-    try:
-        trace = Trace.from_pcap(a.pcap)
-    except Exception as exc:  # scapy's reader: not a pcap, truncated...
-        print(f"tcplab ladder: cannot read {a.pcap} as a pcap: {exc}", file=sys.stderr)
+    trace = read_capture(ap, a, Trace.from_pcap)
+    if trace is None:
         return 1
     conns = trace.connections(port=a.port)
     if not conns:

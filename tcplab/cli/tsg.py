@@ -8,28 +8,22 @@ OUT, then OUT-2.svg, ...  Without ``--svg`` the graph goes beside the pcap, as F
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="tcplab tsg", description=__doc__.split("\n\n")[0].strip("`"),
-                                 epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("pcap", type=Path)
+    from . import pcap_command, read_capture
+    ap = pcap_command("tsg", __doc__)
     ap.add_argument("--svg", type=Path, metavar="OUT", help="where to write the graph (default: beside the pcap)")
     ap.add_argument("--port", type=int, help="only connections to or from this port")
     ap.add_argument("--sender", choices=("client", "server"), help="whose data to draw (default: who sent more)")
     a = ap.parse_args(argv)
-    if not a.pcap.is_file():
-        ap.error(f"{a.pcap}: no such file (give a pcap, e.g. a capture-client.pcap that a lab kept)")
     from ..observe.analysis import analyse
     from ..observe.fastparse import read_pcap
     from ..report.tsg import tsg_svg
-    try:
-        segments = read_pcap(a.pcap)
-    except Exception as exc:  # not a pcap, truncated...
-        print(f"tcplab tsg: cannot read {a.pcap} as a pcap: {exc}", file=sys.stderr)
+    segments = read_capture(ap, a, read_pcap)
+    if segments is None:
         return 1
     conns = [c for c in analyse(segments) if a.port is None or a.port in (c.client[1], c.server[1])]
     if not conns:

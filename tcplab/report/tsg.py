@@ -50,7 +50,7 @@ def tsg_svg(analysed, sender: str = "client", title: str | None = None) -> str:
     me = analysed.client if sender == "client" else analysed.server
     segs, bits = analysed.segments, analysed.bits
     data, acks = [], []
-    isn = peer_isn = None
+    isn = None
     wscale = {}
     for seg, b in zip(segs, bits):
         mine = (seg.src, seg.sport) == me

@@ -91,7 +91,9 @@ def test_timeouts(hosts):
     assert client_view["retransmissions"] >= 3, client_view
 
 
-def test_zero_window(hosts):
+def _zero_window(hosts):
+    """A server that stops reading until the client has probed its closed window twice; returns
+    the capture."""
     import socket
     from tcplab import until
     with hosts.capture() as cap:
@@ -103,6 +105,11 @@ def test_zero_window(hosts):
         until(lambda: c.info().backoff >= 2, 20, "two zero-window probes")
         peer.recv_exactly(100_000, timeout=30)
         sending.wait(30)
+    return cap
+
+
+def test_zero_window(hosts):
+    cap = _zero_window(hosts)
     (client_view,) = compare(cap.paths["client"])
     compare(cap.paths["server"])
     (mine,) = analyse(read_pcap(cap.paths["client"]))
@@ -187,18 +194,8 @@ def test_time_sequence_graph_marks_what_the_analysis_counts(hosts, tmp_path):
 
 
 def test_time_sequence_graph_of_a_zero_window(hosts, tmp_path):
-    import socket
-    from tcplab import until
     from tcplab.cli import main
-    with hosts.capture() as cap:
-        srv = hosts.server.listen(PORT)
-        srv.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        c = hosts.client.connect(srv.address)
-        peer = srv.accept()
-        sending = c.send(bytes(100_000), wait=False)
-        until(lambda: c.info().backoff >= 2, 20, "two zero-window probes")
-        peer.recv_exactly(100_000, timeout=30)
-        sending.wait(30)
+    cap = _zero_window(hosts)
     pcap = tmp_path / "copy.pcap"
     shutil.copy(cap.paths["client"], pcap)
     assert main(["tsg", str(pcap)]) == 0                      # beside the pcap by default
