@@ -15,6 +15,14 @@ PORT = 7788
 BLOB = bytes(range(256)) * 800            # 200 KiB: many windows' worth
 
 
+@pytest.fixture(autouse=True)
+def _segments_in_order(hosts):
+    """Every lab here counts retransmissions: the wire must not reorder what it was not asked
+    to (see Topology.one_cpu)."""
+    with hosts.one_cpu():
+        yield
+
+
 def _connect(hosts, family, *, listener_rcvbuf=None):
     server = hosts.server.listen(port=PORT, family=family)
     if listener_rcvbuf:

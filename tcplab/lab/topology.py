@@ -19,6 +19,7 @@ or ND in a trace), ``lo`` up, offloads off (real segments, real checksums) and p
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -480,6 +481,23 @@ class Topology:
         a.start((self.server.addr(fam), ports[1]))
         b.start((self.client.addr(fam), ports[0]))
         return a, b
+
+    @contextlib.contextmanager
+    def one_cpu(self):
+        """Run the calling thread, and the threads it starts (``send(wait=False)``), on one CPU
+        until the block ends.  The kernel then handles both ends' segments on that CPU, in the
+        order they were sent: on several CPUs, segments that two CPUs put on the veth path
+        (one from the writing thread, one from an ACK processed in softirq) can overtake each
+        other, and Linux's RACK takes the reordering for loss (spurious retransmissions, then
+        an undone window reduction: seen in 3 of 6 runs of the transfer labs at -n 2).  The CPU
+        is chosen by process id, so parallel workers spread over the CPUs."""
+        before = os.sched_getaffinity(0)
+        cpus = sorted(before)
+        os.sched_setaffinity(0, {cpus[os.getpid() % len(cpus)]})
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, before)
 
     def held(self) -> int:
         """How many frames the wire holds back right now (after :meth:`cross_next`; else 0)."""
