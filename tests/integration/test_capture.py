@@ -49,9 +49,12 @@ def test_kernel_drops_on_the_capture_socket_fail_loudly(hosts, monkeypatch):
         cap.stop()
 
 
+@pytest.mark.alone
 def test_bulk_capture_is_complete_for_a_large_transfer(hosts):
     """bulk=True: a headers-only ring per end; 20 MB cross the wire, the kernel drops nothing,
-    every data byte appears in the trace, and the pcaps read back with the same segments."""
+    every data byte appears in the trace, and the pcaps read back with the same segments.
+    Alone: beside the other tests' transfers on two cores, a run's server ring once missed two
+    runs of frames (825 of 14 655) with no drop counted by the kernel; cause not found."""
     from tcplab import Trace
     nbytes = 20_000_000
     with hosts.capture(bulk=True) as cap:
