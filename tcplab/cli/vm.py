@@ -39,8 +39,11 @@ MODULES = ("veth", "bridge", "sch_netem", "sch_tbf", "nf_tables", "nft_numgen", 
 #: tun: the delay line's tap, for the nftables backend's delay where the guest runs it
 OPTIONAL_MODULES = ("sch_netem", "tun")
 HEARTBEAT = 30.0     # seconds of silence from the guest before the host says it is still running
-NETEM_SELECTION = ("tests/integration/test_impair.py", "tests/integration/test_wire_knobs.py", "labs/test_loss.py",
-                   "labs/test_handshake.py", "labs/test_close.py", "labs/test_states.py", "labs/test_transfer.py")
+#: the knobs' tests (tests/integration/test_wire_knobs.py) are not in it: their bursts, parsed by
+#: Scapy on an emulated CPU, held up the close labs beside them (.ci/run runs them in a VM of
+#: their own)
+NETEM_SELECTION = ("tests/integration/test_impair.py", "labs/test_loss.py", "labs/test_handshake.py",
+                   "labs/test_close.py", "labs/test_states.py", "labs/test_transfer.py")
 
 # {scratch}: a tmpfs in the guest for temporary files and the results share.  It is mounted over
 # a directory of the (read-only) host root that holds neither the checkout nor its interpreter.
