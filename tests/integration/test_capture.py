@@ -49,12 +49,12 @@ def test_kernel_drops_on_the_capture_socket_fail_loudly(hosts, monkeypatch):
         cap.stop()
 
 
-@pytest.mark.alone
 def test_bulk_capture_is_complete_for_a_large_transfer(hosts):
-    """bulk=True: a headers-only ring per end; 20 MB cross the wire, the kernel drops nothing,
-    every data byte appears in the trace, and the pcaps read back with the same segments.
-    Alone: beside the other tests' transfers on two cores, a run's server ring once missed two
-    runs of frames (825 of 14 655) with no drop counted by the kernel; cause not found."""
+    """bulk=True: a headers-only ring per end; 20 MB cross the wire, the capture drops nothing,
+    every data byte appears in the trace, and the pcaps read back with the same segments.  The
+    receiving kernel itself may drop a burst (Reno does not pace: a flight larger than the
+    veth's backlog, net.core.netdev_max_backlog, loses its tail before any tap sees it); TCP
+    re-sends those, and the capture must show each copy that arrived."""
     from tcplab import Trace
     nbytes = 20_000_000
     with hosts.capture(bulk=True) as cap:
@@ -79,7 +79,11 @@ def test_bulk_capture_is_complete_for_a_large_transfer(hosts):
         assert seq <= nxt, f"a gap in the data before relative seq {seq}"
         nxt = max(nxt, seq + data[seq])
     assert nxt == nbytes + 1
-    assert conn.lost() == []
+    # a segment missing at the receiver is one its kernel dropped: the sender's capture holds a
+    # later copy of the same bytes, and the receiver's capture that copy's arrival
+    arrived = {(s.seq, s.length) for s in conn.received}
+    for s in conn.lost():
+        assert (s.seq, s.length) in arrived, f"{conn.line(s)} never arrived in any copy: the capture missed it"
     assert max(len(s.payload) for s in conn) <= 128 - 14 - 20 - 20
     offline = Trace.from_pcaps({"client": cap.paths["client"], "server": cap.paths["server"]},
                                {"client": {hosts.client.addr(4)}, "server": {hosts.server.addr(4)}})
