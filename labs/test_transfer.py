@@ -374,13 +374,15 @@ def test_retransmission_timeout_backs_off_and_restarts_from_one_segment(hosts, f
     assert info.snd_ssthresh == 5, f"{info}\n{ {k: v for k, v in counters.items() if v and k.startswith('TCP')} }"
 
 
-def _flights(segments, window):
-    """Split segments (sorted by time) into flights: a flight is what leaves within ``window``
-    seconds of its first segment (half a round trip: a busy machine may send a flight in pieces,
-    but never half a round trip late)."""
+def _flights(segments, rtt):
+    """Split segments (sorted by time) into flights, one per round trip: a new flight starts
+    after a pause of a quarter of a round trip, at least half a round trip after the previous
+    flight began.  Both conditions: a busy machine may pause inside a flight (the pause alone
+    would split it), and an emulated CPU may take more than half a round trip to send 80
+    segments (the time alone would split it)."""
     flights = []
     for s in segments:
-        if not flights or s.time - flights[-1][0].time > window:
+        if not flights or (s.time - flights[-1][-1].time > rtt / 4 and s.time - flights[-1][0].time > rtt / 2):
             flights.append([])
         flights[-1].append(s)
     return flights
@@ -392,18 +394,22 @@ def test_slow_start_doubles_the_flight_every_round_trip(hosts, family):
     round trip apart: 10 segments (the initial window), then 20, 40, 80.  Each ACK grows cwnd by
     the segments it acknowledges, so the flight doubles every round trip while cwnd < ssthresh.
     Reno has no early exit from slow start (CUBIC's HyStart may leave it early); the server
-    acknowledges every segment at once (quickack) and reads a large buffer, so neither its ACKs
-    nor its window pace the sender."""
+    acknowledges every segment at once (quickack) and reads a large buffer, and the client's send
+    buffer holds the whole transfer, so neither ACKs, window nor application pace the sender."""
     from tcplab import Netem
     hosts.server.quickack(True)
     hosts.impair(both=Netem(delay=20))
+    import socket
     with hosts.capture() as cap:
         client, peer = _connect(hosts, family, listener_rcvbuf=4 << 20)
+        # the whole transfer fits in the send buffer at once, so only cwnd limits the flights
+        # (on an emulated CPU the writing thread could not refill a small buffer in time)
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         _bulk(client, peer, BLOB * 2)
     conn = cap.trace.connection(port=PORT)
     synack = next(s for s in conn.received if s.flags == {"SYN", "ACK"})
     rtt = synack.time - conn.segments[0].time
-    flights = _flights(_data(conn, "client"), window=rtt / 2)
+    flights = _flights(_data(conn, "client"), rtt)
     sizes = [len(f) for f in flights]
     assert sizes[:4] == [10, 20, 40, 80], f"flights of {sizes[:8]} segments, one round trip apart\n"
     starts = [f[0].time for f in flights[:4]]
