@@ -38,7 +38,6 @@ TUNSETIFF = 0x400454CA
 IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
 ETH_P_ALL = 0x0003
 SOL_PACKET, PACKET_IGNORE_OUTGOING = 263, 23
-BR_STATE_FORWARDING = 3
 
 
 def _splice(wire, port: str, bridge: str) -> tuple[int, socket.socket]:
@@ -67,11 +66,10 @@ def _splice(wire, port: str, bridge: str) -> tuple[int, socket.socket]:
 
 
 def _tap_forwarding(wire) -> bool:
+    from .topology import BR_STATE_FORWARDING, bridge_port_state
     ipr = _ipr(wire)
     (idx,) = ipr.link_lookup(ifname=TAP)
-    info = ipr.get_links(idx)[0].get_attr("IFLA_LINKINFO")
-    data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
-    return bool(data) and data.get_attr("IFLA_BRPORT_STATE") == BR_STATE_FORWARDING
+    return bridge_port_state(ipr, idx) == BR_STATE_FORWARDING
 
 
 class DelayLine:
@@ -80,7 +78,6 @@ class DelayLine:
 
     def __init__(self, topo, specs: dict[str, dict], seed: int):
         from .topology import BRIDGE, SERVER, WIRE_PORT
-        self.specs = specs
         fd, pkt = topo.wire.run(_splice, topo.wire, WIRE_PORT[SERVER], BRIDGE)
         try:
             worker = Path(__file__).with_name("_delayline_worker.py")

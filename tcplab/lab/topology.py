@@ -156,6 +156,14 @@ def _send_fillers(ifname: str, src_mac: str, dst_mac: str, sizes=(1514, 100)) ->
         s.close()
 
 
+def bridge_port_state(ipr, index: int) -> int | None:
+    """The bridge port state (BR_STATE_FORWARDING when it forwards) of link ``index``, read with
+    ``ipr`` in its namespace's thread; None when the link is no bridge port."""
+    info = ipr.get_links(index)[0].get_attr("IFLA_LINKINFO")
+    data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
+    return data.get_attr("IFLA_BRPORT_STATE") if data else None
+
+
 def _read_counters() -> dict[str, int]:
     # thread-self: /proc/net (self/net) shows the namespace of the process's main thread, not of
     # the host's thread this runs in
@@ -382,12 +390,7 @@ class Topology:
         later, in 8 of 16 runs (bridge) and then 5 of 20 (IPv6 not yet local)."""
         def states():
             i = _ipr(self.wire)
-            out = {}
-            for name, idx in self.wire_ports.items():
-                info = i.get_links(idx)[0].get_attr("IFLA_LINKINFO")
-                data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
-                out[name] = data.get_attr("IFLA_BRPORT_STATE") if data else None
-            return out
+            return {name: bridge_port_state(i, idx) for name, idx in self.wire_ports.items()}
         last: dict = {}
 
         def forwarding():
@@ -472,8 +475,8 @@ class Topology:
         ``ports[0]`` to the server's ``ports[1]`` and the other way round.  The wire holds the next
         segment each way for half a second (:meth:`cross_next`), both sockets are made and bound
         first, and the two connect() calls follow each other directly, so the two SYNs cross on
-        the wire even on a slow machine (with a 0.1 s hold, a main thread held up between the two
-        calls on a loaded machine let the first SYN arrive before the second socket connected).  Returns the two :class:`~tcplab.Conn` (client's, server's), not yet connected."""
+        the wire even where a loaded machine holds the lab's thread up between the two calls.
+        Returns the two :class:`~tcplab.Conn` (client's, server's), not yet connected."""
         from .sockets import Conn
         fam = family_of(family)
         self.cross_next(hold=0.5)
@@ -489,8 +492,8 @@ class Topology:
         order they were sent: on several CPUs, segments that two CPUs put on the veth path
         (one from the writing thread, one from an ACK processed in softirq) can overtake each
         other, and Linux's RACK takes the reordering for loss (spurious retransmissions, then
-        an undone window reduction: seen in 3 of 6 runs of the transfer labs at -n 2).  The CPU
-        is chosen by process id, so parallel workers spread over the CPUs."""
+        an undone window reduction).  The CPU is chosen by process id, so parallel workers spread
+        over the CPUs."""
         before = os.sched_getaffinity(0)
         cpus = sorted(before)
         os.sched_setaffinity(0, {cpus[os.getpid() % len(cpus)]})

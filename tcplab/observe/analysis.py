@@ -70,10 +70,6 @@ class Analysed:
     segments: list = field(default_factory=list)
     bits: list = field(default_factory=list)
 
-    def marks(self, i: int) -> set[str]:
-        """The names of the marks of segment ``i``."""
-        return {name for name, bit in MARKS.items() if self.bits[i] & bit}
-
     def counts(self) -> dict[str, int]:
         return {k: sum(1 for b in self.bits if b & bit) for k, bit in COUNT_OF.items()}
 

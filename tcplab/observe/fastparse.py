@@ -142,6 +142,16 @@ _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1000), b"\xa1\xb2\xc3\xd4": (">", 1000
                b"\x4d\x3c\xb2\xa1": ("<", 1), b"\xa1\xb2\x3c\x4d": (">", 1)}
 
 
+def _pcap_format(data: bytes) -> tuple[str, int, int] | None:
+    """(byte order, nanoseconds per timestamp unit, link type) of a classic pcap file this module
+    reads itself; None for anything else (pcapng, other link types: Scapy's reader)."""
+    if data[:4] not in _PCAP_MAGIC or len(data) < 24:
+        return None
+    order, scale = _PCAP_MAGIC[data[:4]]
+    linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
+    return (order, scale, linktype) if linktype in _LINK else None
+
+
 def read_pcap(path) -> list[Segment]:
     """The TCP segments of a classic pcap file, in capture order, from any tool (tcpdump,
     Wireshark's "pcap" format, tcplab): micro- or nanosecond timestamps, either byte order,
@@ -149,13 +159,10 @@ def read_pcap(path) -> list[Segment]:
     go through Scapy's reader: slower, and the same segments."""
     with open(path, "rb") as f:
         data = f.read()
-    magic = data[:4]
-    if magic not in _PCAP_MAGIC or len(data) < 24:
+    fmt = _pcap_format(data)
+    if fmt is None:
         return _scapy_segments(path)
-    order, scale = _PCAP_MAGIC[magic]
-    linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
-    if linktype not in _LINK:
-        return _scapy_segments(path)
+    order, scale, linktype = fmt
     if order == "<" and scale == 1 and linktype == 1 and struct.pack("=I", 1) == b"\x01\0\0\0":
         return segments_from_records(memoryview(data)[24:])      # tcplab's own: read in place
     return segments_from_records(_as_ethernet_ns(data, order, scale, linktype))
@@ -200,13 +207,10 @@ def pcap_headers(path) -> list[tuple]:
     go through Scapy."""
     with open(path, "rb") as f:
         data = f.read()
-    magic = data[:4]
-    linktype = None
-    if magic in _PCAP_MAGIC and len(data) >= 24:
-        order, scale = _PCAP_MAGIC[magic]
-        linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
-    if linktype not in _LINK:
+    fmt = _pcap_format(data)
+    if fmt is None:
         return [headers_of(s) for s in _scapy_segments(path)]
+    order, scale, linktype = fmt
     rec = struct.Struct(order + "IIII").unpack_from
     tcp_unpack = _TCP.unpack_from
     frac_s = 1e-9 * scale
