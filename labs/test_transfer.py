@@ -395,7 +395,8 @@ def test_slow_start_doubles_the_flight_every_round_trip(hosts, family):
     the segments it acknowledges, so the flight doubles every round trip while cwnd < ssthresh.
     Reno has no early exit from slow start (CUBIC's HyStart may leave it early); the server
     acknowledges every segment at once (quickack) and reads a large buffer, and the client's send
-    buffer holds the whole transfer, so neither ACKs, window nor application pace the sender."""
+    buffer holds the whole transfer, so neither ACKs, window nor application pace the sender.
+    The kernel's record of the sender (``conn.sender()``) shows cwnd doubling with the flights."""
     from tcplab import Netem
     hosts.server.quickack(True)
     hosts.impair(both=Netem(delay=20))
@@ -415,3 +416,12 @@ def test_slow_start_doubles_the_flight_every_round_trip(hosts, family):
     starts = [f[0].time for f in flights[:4]]
     rtts = [b - a for a, b in zip(starts, starts[1:])]
     assert all(0.035 <= r for r in rtts), f"flights {[round(r * 1000, 1) for r in rtts]} ms apart, not a round trip"
+    # the kernel's own record says why: between two flights (a quarter of a round trip after
+    # one ends, while the sender waits for its ACKs) cwnd is the size of the flight just sent
+    record = conn.sender("client")
+    if not record.sampled:
+        cwnds = [record.at(f[-1].time + rtt / 4).cwnd for f in flights[:4]]
+        assert cwnds == [10, 20, 40, 80], f"cwnd {cwnds} after the flights of {sizes[:4]} ({record.source})"
+    else:   # TCP_INFO polled on a busy machine may lag a round trip: only what holds at any moment
+        cwnds = [s.cwnd for s in record if s.time < flights[4][0].time]
+        assert cwnds == sorted(cwnds) and max(cwnds) <= 80, f"cwnd {cwnds} before the 5th flight ({record.source})"

@@ -28,7 +28,8 @@ from .errors import (CaptureIncomplete, ConfigError, ExpectationFailed, TcplabEr
                      WaitTimeout)
 from .lab.diag import StatePoller
 from .lab.impair import Drop, Netem
-from .lab.sockets import Conn, Sending, TcpInfo
+from .lab.sockets import Conn, Sending
+from .observe.tcpinfo import TcpInfo
 from .lab.topology import Topology
 from .observe.capture import Capture
 from .observe.expect import Expectation

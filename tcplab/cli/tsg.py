@@ -5,6 +5,10 @@ data segments (retransmissions in red), the receiver's ACK and window lines, SAC
 duplicate ACKs and zero windows, marked with Wireshark's definitions (those of ``tcplab
 analyze``).  One SVG per connection, for the side that sent more data (``--sender`` to choose):
 OUT, then OUT-2.svg, ...  Without ``--svg`` the graph goes beside the pcap, as FILE-tsg.svg.
+
+For a tcplab capture (``NAME-client.pcap``), the kernel's sender record that the capture wrote
+beside it (``NAME-sender.json``) adds a panel of cwnd and ssthresh underneath; ``--kernel`` names
+another record.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--svg", type=Path, metavar="OUT", help="where to write the graph (default: beside the pcap)")
     ap.add_argument("--port", type=int, help="only connections to or from this port")
     ap.add_argument("--sender", choices=("client", "server"), help="whose data to draw (default: who sent more)")
+    ap.add_argument("--kernel", type=Path, metavar="RECORD",
+                    help="the capture's sender record (default: NAME-sender.json beside NAME-HOST.pcap, if any)")
     a = ap.parse_args(argv)
     from ..observe.analysis import analyse
     from ..observe.fastparse import read_pcap
@@ -30,17 +36,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tcplab tsg: no TCP connection in {a.pcap}" + (f" on port {a.port}" if a.port else ""),
               file=sys.stderr)
         return 1
+    samples = _sender_record(a)
+    if samples is False:
+        return 1
     base = a.svg or a.pcap.with_name(f"{a.pcap.stem}-tsg.svg")
     for n, conn in enumerate(conns, 1):
         sender = a.sender or _bigger_sender(conn)
         out = base if n == 1 else base.with_name(f"{base.stem}-{n}{base.suffix or '.svg'}")
+        kernel = None
+        if samples:
+            from ..observe.sender import SenderRecord
+            me, peer = (conn.client, conn.server) if sender == "client" else (conn.server, conn.client)
+            kernel = SenderRecord([x for x in samples[0] if x.local == me and x.remote == peer], samples[1]) or None
         try:
-            out.write_text(tsg_svg(conn, sender))
+            out.write_text(tsg_svg(conn, sender, kernel=kernel))
         except OSError as exc:
             print(f"tcplab tsg: cannot write {out}: {exc.strerror}", file=sys.stderr)
             return 1
-        print(f"{out}: {sender}'s data")
+        print(f"{out}: {sender}'s data" + (f", cwnd and ssthresh from {kernel.source}" if kernel else ""))
     return 0
+
+
+def _sender_record(a):
+    """(samples, source) of the sender record to draw, None without one, False after an error."""
+    from ..errors import TcplabError
+    from ..observe.sender import load
+    path = a.kernel
+    if path is None:
+        stem, _, _host = a.pcap.stem.rpartition("-")
+        guess = a.pcap.with_name(f"{stem}-sender.json")
+        if not stem or not guess.is_file():
+            return None
+        path = guess
+    try:
+        return load(path)
+    except TcplabError as exc:
+        print(f"tcplab tsg: {exc}", file=sys.stderr)
+        return False
 
 
 def _bigger_sender(conn) -> str:

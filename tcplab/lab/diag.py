@@ -32,14 +32,21 @@ def _norm(addr: tuple) -> tuple:
     return (str(ipaddress.ip_address(addr[0])), int(addr[1]))
 
 
-def list_tcp(host) -> list[SockInfo]:
-    """Runs in the host's namespace thread."""
+def diag_socket(host):
+    """The host's sock_diag socket (pyroute2's DiagSocket), made at the first call; runs in the
+    host's namespace thread, where the socket answers for the namespace."""
     from pyroute2 import DiagSocket
     ds = getattr(host, "_diag", None)
     if ds is None:
         ds = host._diag = DiagSocket()
         ds.bind()
         host.ns.on_close("DiagSocket.close", ds.close)
+    return ds
+
+
+def list_tcp(host) -> list[SockInfo]:
+    """Runs in the host's namespace thread."""
+    ds = diag_socket(host)
     out = []
     for fam in (socket.AF_INET, socket.AF_INET6):
         for m in ds.get_sock_stats(family=fam, states=0xFFFFFFFF):

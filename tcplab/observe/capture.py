@@ -216,59 +216,50 @@ class BothEnds:
 
     flow = connection
 
-    # -- the kernel's state changes, recorded alongside (tcplab.observe.states) ----------
-    _states = None
-    state_changes: list | None = None
-    states_unavailable: str | None = None
-    timewait: dict = {}
-    foreign_state_changes = 0
+    # -- the kernel's record, kept alongside (tcplab.observe.kernel) ------------------------
+    _kernel = None
 
-    def _record_states(self) -> None:
-        from ..errors import Unsupported
-        from .states import state_log
-        try:
-            self._states = state_log().subscribe({h.addr(f) for h in self.topo.hosts for f in (4, 6)})
-        except Unsupported as exc:
-            self._states, self.states_unavailable = None, exc.reason
+    @property
+    def kernel(self):
+        """The :class:`~tcplab.observe.kernel.KernelRecord` of this capture: state changes and
+        sender samples of the topology's sockets."""
+        if self._kernel is None:
+            from .kernel import KernelRecord
+            self._kernel = KernelRecord("the capture has not run")
+        return self._kernel
 
-    def _collect_states(self) -> None:
-        """The state changes of this topology's sockets, and what each tuple's socket is now if a
-        timewait socket holds it (a timewait socket is invisible to the tracepoint)."""
-        sub, self._states = self._states, None
-        if sub is None:
-            return
-        try:
-            self.state_changes = sub.close()
-            self.foreign_state_changes = sub.foreign   # other sockets of the machine, left out
-        except CaptureIncomplete as exc:     # only labs that read states fail, with this reason
-            self.states_unavailable = str(exc)
-            return
-        self.timewait = {(tuple(sk.local), tuple(sk.remote)): sk.state for h in self.topo.hosts
-                         for sk in h.tcp_sockets() if sk.state in ("TIME_WAIT", "FIN_WAIT_2")}
+    @property
+    def sender_path(self) -> Path:
+        """Where :meth:`stop` writes the sender record (``tcplab tsg`` finds it beside the pcaps)."""
+        return Path(self.topo.workdir) / f"{self.name}-sender.json"
+
+    def _record_kernel(self) -> None:
+        self.kernel.start(self.topo)
+
+    def _collect_kernel(self) -> None:
+        self.kernel.stop(self.topo)
+        self.kernel.save_sender(self.sender_path)
+
+    def _drop_kernel(self) -> None:
+        if self._kernel is not None:
+            self._kernel.drop()
+
+    # the state record, as labs read it from the capture
+    @property
+    def state_changes(self) -> list | None:
+        return self.kernel.changes
+
+    @property
+    def states_unavailable(self) -> str | None:
+        return self.kernel.states_unavailable
+
+    @property
+    def foreign_state_changes(self) -> int:
+        return self.kernel.foreign
 
     def state_paths(self) -> list[list[str]]:
-        """The textbook path of every connected socket this capture saw change state (listeners
-        left out), one per socket, straight from the kernel's record without building the trace;
-        a socket whose record has a gap is left out (nothing can be claimed of it).  A tuple's
-        timewait socket, if sock_diag shows one, belongs to the tuple's last socket."""
-        from .states import gaps, textbook_path
-        # a socket is its kernel address *and* its tuple: the kernel reuses a freed socket's memory
-        by_sock: dict[tuple, list] = {}
-        for c in self.state_changes or []:
-            if c.remote[1]:
-                by_sock.setdefault((c.sk, c.local, c.remote), []).append(c)
-        last = {key[1:]: key for key, _ in sorted(by_sock.items(), key=lambda kv: kv[1][-1].time)}
-        return [textbook_path(ch, self.timewait.get(key[1:]) if last[key[1:]] == key else None)
-                for key, ch in by_sock.items() if not gaps(ch)]
-
-    def _drop_states(self) -> None:
-        """Stop recording without reading (a capture closed without stop())."""
-        if self._states is not None:
-            self._states.log.unsubscribe(self._states)
-            self._states = None
-
-    def _attach_states(self, trace) -> None:
-        trace.attach_states(self.state_changes, self.timewait, self.states_unavailable)
+        """See :meth:`~tcplab.observe.kernel.KernelRecord.state_paths`."""
+        return self.kernel.state_paths()
 
 
 class Capture(BothEnds):
@@ -311,7 +302,7 @@ class Capture(BothEnds):
         if not ready.wait(self.ready_timeout):
             self._close_sockets()
             raise TcplabError(f"the capture thread did not start within {self.ready_timeout:g} s")
-        self._record_states()
+        self._record_kernel()
         self.running = True
         return self
 
@@ -366,7 +357,7 @@ class Capture(BothEnds):
             self._sniffer.stop(join=True)
             self.running = False
             self._close_sockets()
-            self._collect_states()
+            self._collect_kernel()
         results = self._sniffer.results or []
         for h in self.topo.hosts:
             self.packets[h.name] = [p for p in results if p.sniffed_on == h.name and not is_marker(p)]
@@ -400,7 +391,7 @@ class Capture(BothEnds):
             self._sniffer.stop(join=True)
             self.running = False
         self._close_sockets()
-        self._drop_states()
+        self._drop_kernel()
 
     # -- results -----------------------------------------------------------------------
     @property
@@ -410,6 +401,5 @@ class Capture(BothEnds):
             raise TcplabError("the capture is still running: read .trace after the `with` block")
         if self._trace is None:
             from .trace import Trace
-            self._trace = Trace.from_captures(self.packets, self.topo, pcaps=self.paths)
-            self._attach_states(self._trace)
+            self._trace = Trace.from_captures(self.packets, self.topo, pcaps=self.paths, kernel=self.kernel)
         return self._trace

@@ -21,7 +21,6 @@ without Scapy.
 from __future__ import annotations
 
 import mmap
-import os
 import select
 import socket
 import struct
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from .capture import (ETH_P_ALL, MARKER_ETHERTYPE, MARKER_MAGIC, PACKET_STATISTICS, SOL_PACKET, BothEnds,
                       flush_wire, whole_pcap)
-from ..errors import CaptureIncomplete, ConfigError, TcplabError, check_int
+from ..errors import CaptureIncomplete, TcplabError, check_int
 from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
 from ..wait import until
 
@@ -165,7 +164,7 @@ class RingCapture(BothEnds):
                               "(try a smaller ring_mb)") from exc
         self._thread = threading.Thread(target=self._reader, name="tcplab-ring", daemon=True)
         self._thread.start()
-        self._record_states()
+        self._record_kernel()
         self.running = True
         return self
 
@@ -224,7 +223,7 @@ class RingCapture(BothEnds):
             self._stop.set()
             self._thread.join()
             self.running = False
-            self._collect_states()
+            self._collect_kernel()
         dropped = {n: e.dropped for n, e in self._ends.items() if e.dropped}
         self._records = {n: e.records for n, e in self._ends.items()}
         try:
@@ -257,7 +256,7 @@ class RingCapture(BothEnds):
             self._thread.join()
             self.running = False
         self._close_ends()
-        self._drop_states()
+        self._drop_kernel()
 
     # -- results ----------------------------------------------------------------------
     def frames(self, host: str):
@@ -283,8 +282,7 @@ class RingCapture(BothEnds):
                     mine = {h.addr(4), h.addr(6)}
                     for seg in segments_from_records(self._records[h.name]):
                         (sent if seg.src in mine else received if seg.dst in mine else []).append(seg)
-                self._trace = Trace.from_segments(sent, received, self.paths)
-                self._attach_states(self._trace)
+                self._trace = Trace.from_segments(sent, received, self.paths, kernel=self.kernel)
             finally:
                 if was_enabled:
                     gc.enable()

@@ -107,7 +107,7 @@ class Connection:
     """The segments of one 4-tuple, oriented client (first SYN's sender) -> server."""
 
     def __init__(self, client: tuple[str, int], server: tuple[str, int], sent: list[Segment],
-                 received: list[Segment] | None, pcaps: dict[str, Path] | None = None):
+                 received: list[Segment] | None, pcaps: dict[str, Path] | None = None, kernel=None):
         self.client = client
         self.server = server
         self.segments = sorted(sent, key=lambda s: s.time)
@@ -124,10 +124,9 @@ class Connection:
                 syn[side] = s.seq
         self.isn = {side: syn.get(side, first.get(side)) for side in ("client", "server")}
         self._lost = self._find_lost()
-        # the kernel's record of this connection's two sockets, handed over by Trace.attach_states
-        self._state_changes: list | None = None
-        self._timewait: dict = {}
-        self._states_unavailable: str | None = "no states: this trace was not recorded by a topology's capture"
+        from .kernel import KernelRecord
+        self.kernel = kernel if kernel is not None else KernelRecord(
+            "this trace was not recorded by a topology's capture")
 
     # -- the kernel's state changes (recorded by a topology's capture) ----------------------
 
@@ -137,10 +136,8 @@ class Connection:
         :class:`~tcplab.Unsupported` where the kernel has no tracing, and CaptureIncomplete where
         the record has a gap, unless ``allow_gaps`` (a lab that asserts one change, e.g. the
         last, and proves the states before it otherwise)."""
-        if self._state_changes is None:
-            from ..errors import Unsupported
-            raise Unsupported(f"the kernel's state timeline is not available: {self._states_unavailable}")
-        out = {side: [e for e in self._state_changes if e.local == (self.client if side == "client" else self.server)]
+        mine = self.kernel.states_between(self.client, self.server)
+        out = {side: [e for e in mine if e.local == (self.client if side == "client" else self.server)]
                for side in ("client", "server")}
         from .states import gaps
         broken = gaps(out["client"]) + gaps(out["server"])
@@ -150,6 +147,23 @@ class Connection:
                                     + "; ".join(broken))
         return out
 
+    def _lingering(self, side: str) -> str | None:
+        """What sock_diag showed for ``side``'s tuple when the capture stopped, if a timewait
+        socket held it."""
+        pair = (self.client, self.server) if side == "client" else (self.server, self.client)
+        return self.kernel.timewait.get(pair)
+
+    def sender(self, side: str = "client"):
+        """The kernel's view of ``side`` as a sender, sample by sample: cwnd, ssthresh, srtt, the
+        peer's window (a :class:`~tcplab.observe.sender.SenderRecord`, from ``tcp:tcp_probe`` on
+        every segment it received, or TCP_INFO sampled where perf events are missing: see its
+        ``sampled``).  Raises Unsupported/CaptureIncomplete with the reason where there is none."""
+        if side not in ("client", "server"):
+            from ..errors import ConfigError
+            raise ConfigError(f"sender({side!r}): the side is 'client' or 'server'")
+        local, remote = (self.client, self.server) if side == "client" else (self.server, self.client)
+        return self.kernel.sender(local, remote)
+
     def state_path(self, side: str, *, textbook: bool = True) -> list[str]:
         """The states ``side``'s socket went through, e.g. ``["CLOSED", "SYN_SENT", "ESTABLISHED",
         "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]``.  ``textbook=False``: the kernel's own record,
@@ -158,7 +172,7 @@ class Connection:
         changes = self.states()[side]
         if not textbook:
             return ([changes[0].old] + [c.new for c in changes]) if changes else []
-        return textbook_path(changes, self._timewait.get(side))
+        return textbook_path(changes, self._lingering(side))
 
     # -- orientation and numbers --------------------------------------------------------
     def side(self, seg: Segment) -> str:
@@ -307,7 +321,7 @@ class Connection:
         except TcplabError:
             return []
         out = [(t, side, state) for side, changes in states.items()
-               for t, state in textbook_steps(changes, self._timewait.get(side))]
+               for t, state in textbook_steps(changes, self._lingering(side))]
         return sorted(out, key=lambda m: (m[0], m[1]))
 
     def pcap_note(self) -> str:
@@ -332,27 +346,15 @@ class Connection:
 class Trace:
     """All TCP connections seen by one capture session."""
 
-    def __init__(self, connections: list[Connection], pcaps: dict[str, Path] | None = None):
+    def __init__(self, connections: list[Connection], pcaps: dict[str, Path] | None = None, kernel=None):
+        from .kernel import KernelRecord
         self.connections_list = connections
         self.pcaps = dict(pcaps or {})
-        self.state_changes: list | None = None
-        self.states_unavailable: str | None = "states are recorded by a capture of a topology"
-
-    def attach_states(self, changes: list | None, timewait: dict, unavailable: str | None) -> None:
-        """The kernel's state changes recorded with the capture (tcplab.observe.states), handed
-        to each connection for its own two sockets."""
-        self.state_changes, self.states_unavailable = changes, unavailable
-        for c in self.connections_list:
-            c._state_changes = None if changes is None else [
-                e for e in changes if (e.local, e.remote) in ((c.client, c.server), (c.server, c.client))]
-            c._timewait = {side: timewait[pair] for side, pair in (("client", (c.client, c.server)),
-                                                                   ("server", (c.server, c.client)))
-                           if pair in (timewait or {})}
-            c._states_unavailable = unavailable
+        self.kernel = kernel if kernel is not None else KernelRecord("this trace was not recorded by a topology's capture")
 
     @classmethod
     def from_segments(cls, sent: list[Segment], received: list[Segment] | None = None,
-                      pcaps: dict[str, Path] | None = None) -> "Trace":
+                      pcaps: dict[str, Path] | None = None, kernel=None) -> "Trace":
         def four_tuple(s: Segment) -> tuple:  # the same for both directions
             a, b = (s.src, s.sport), (s.dst, s.dport)
             return (a, b) if a <= b else (b, a)
@@ -368,25 +370,25 @@ class Trace:
             client = (first_syn.src, first_syn.sport)
             server = (first_syn.dst, first_syn.dport)
             conns.append(Connection(client, server, segs,
-                                    rgroups.get(k, []) if received is not None else None, pcaps))
+                                    rgroups.get(k, []) if received is not None else None, pcaps, kernel))
         conns.sort(key=lambda c: c.segments[0].time)
-        return cls(conns, pcaps)
+        return cls(conns, pcaps, kernel)
 
     @classmethod
-    def from_views(cls, views: dict[str, tuple[list, set[str]]], pcaps: dict[str, Path]) -> "Trace":
+    def from_views(cls, views: dict[str, tuple[list, set[str]]], pcaps: dict[str, Path], kernel=None) -> "Trace":
         """Build from each host's own capture: ``{name: (packets, the host's addresses)}``.  A
         host's capture supplies what it sent and what it received."""
         sent, received = [], []
         for packets, mine in views.values():
             for seg in _segments(packets):
                 (sent if seg.src in mine else received if seg.dst in mine else []).append(seg)
-        return cls.from_segments(sent, received, pcaps)
+        return cls.from_segments(sent, received, pcaps, kernel)
 
     @classmethod
-    def from_captures(cls, packets: dict[str, list], topo: Any, pcaps: dict[str, Path]) -> "Trace":
+    def from_captures(cls, packets: dict[str, list], topo: Any, pcaps: dict[str, Path], kernel=None) -> "Trace":
         """Build from per-host packet lists (``{"client": [...], "server": [...]}``)."""
         return cls.from_views({h.name: (packets.get(h.name, []), {h.addr(4), h.addr(6)}) for h in topo.hosts},
-                              pcaps)
+                              pcaps, kernel)
 
     @classmethod
     def from_pcaps(cls, sender_side: dict[str, Any], endpoints: dict[str, set[str]]) -> "Trace":

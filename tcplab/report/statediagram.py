@@ -158,7 +158,7 @@ def diagram_svg(here: dict, vm: dict | None = None, *, kernel: str = "this kerne
         frac, forced = LABEL_AT.get((t.src, t.dst), (0.5, None))
         mx, my = x1 + (x2 - x1) * frac, y1 + (y2 - y1) * frac
         labs = _labs(t, here) or (_labs(t, vm) if vm else [])
-        lines = [t.event] + ([f"impossible on Linux"] if st == "impossible" else [labs[0]] if labs else [])
+        lines = [t.event] + (["impossible on Linux"] if st == "impossible" else [labs[0]] if labs else [])
         # a diagonal's label goes on its outer side; a pair's on each one's own side
         anchor = "start" if x2 < x1 else "end"
         if off:

@@ -9,7 +9,10 @@ graph draw it: time across, relative sequence number up.
   sender may have sent;
 * SACK blocks (class ``sack``), one bar per block of each ACK that carries them;
 * duplicate ACKs (class ``dupack``), one tick per duplicate ACK on the ACK line;
-* zero windows (class ``zero-window``), a marker on the window line for each ACK that closes it.
+* zero windows (class ``zero-window``), a marker on the window line for each ACK that closes it;
+* with the kernel's sender record (tcplab's own captures), a panel underneath on the same time
+  axis: the sender's cwnd (class ``cwnd``) and ssthresh (class ``ssthresh``), in segments, as
+  steps (see :meth:`tcplab.observe.sender.SenderRecord.steps`).
 
 The marks come from :mod:`tcplab.observe.analysis` (Wireshark's definitions), so the picture and
 ``tcplab analyze`` count the same things.  Class names let a course restyle the marks (CSS) and a
@@ -24,9 +27,11 @@ from html import escape
 from ..observe.analysis import DUPLICATE_ACK, RETRANSMISSION, ZERO_WINDOW
 
 W, H = 1000, 620
+PANEL = 190                     # height added for the kernel's panel (plot, axis and gap)
 LEFT, RIGHT, TOP, BOTTOM = 96, 24, 64, 70
 COLOURS = {"segment": "#1f3b73", "retransmission": "#d62728", "ack-line": "#2ca02c",
-           "window-line": "#9467bd", "sack": "#ff7f0e", "dupack": "#8c564b", "zero-window": "#e377c2"}
+           "window-line": "#9467bd", "sack": "#ff7f0e", "dupack": "#8c564b", "zero-window": "#e377c2",
+           "cwnd": "#1f77b4", "ssthresh": "#7f7f7f"}
 
 
 def _nice(lo: float, hi: float, n: int = 6) -> list[float]:
@@ -44,9 +49,10 @@ def _bytes_label(v: float, unit: float) -> str:
     return f"{x:g}" if abs(x - round(x)) < 1e-9 else f"{x:.1f}"
 
 
-def tsg_svg(analysed, sender: str = "client", title: str | None = None) -> str:
+def tsg_svg(analysed, sender: str = "client", title: str | None = None, kernel=None) -> str:
     """SVG text for the data ``sender`` ("client" or "server") sent on the connection
-    ``analysed`` (a :class:`tcplab.observe.analysis.Analysed` of Segments)."""
+    ``analysed`` (a :class:`tcplab.observe.analysis.Analysed` of Segments).  ``kernel``: the
+    sender's :class:`~tcplab.observe.sender.SenderRecord`, drawn in a panel underneath."""
     me = analysed.client if sender == "client" else analysed.server
     segs, bits = analysed.segments, analysed.bits
     data, acks = [], []
@@ -85,6 +91,7 @@ def tsg_svg(analysed, sender: str = "client", title: str | None = None) -> str:
     # the window line may run far above the data: show it, up to twice the data's height
     ymax = max(ymax, min(max(wins + [0]), 2 * ymax))
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
+    height = H + (PANEL - 30 if kernel else 0)   # the panel shares the bottom margin
 
     def x(t: float) -> float:
         return LEFT + (t - t0) / (t1 - t0) * pw
@@ -93,9 +100,9 @@ def tsg_svg(analysed, sender: str = "client", title: str | None = None) -> str:
         return TOP + ph - min(v, ymax) / ymax * ph
 
     unit, unit_name = (1e6, "MB") if ymax >= 5e6 else (1e3, "kB") if ymax >= 5e3 else (1, "bytes")
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="tcplab-tsg" width="{W}" height="{H}" '
-           f'viewBox="0 0 {W} {H}" font-family="DejaVu Sans, sans-serif" font-size="13">',
-           f'<rect x="0" y="0" width="{W}" height="{H}" fill="white"/>']
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="tcplab-tsg" width="{W}" height="{height}" '
+           f'viewBox="0 0 {W} {height}" font-family="DejaVu Sans, sans-serif" font-size="13">',
+           f'<rect x="0" y="0" width="{W}" height="{height}" fill="white"/>']
     ep = (lambda a: f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}")
     other = analysed.server if sender == "client" else analysed.client
     head = title or f"time-sequence graph: {ep(me)} \u2192 {ep(other)}"
@@ -111,7 +118,7 @@ def tsg_svg(analysed, sender: str = "client", title: str | None = None) -> str:
         yy = y(v)
         out.append(f'<line x1="{LEFT}" y1="{yy:.1f}" x2="{LEFT + pw}" y2="{yy:.1f}" stroke="#eee"/>')
         out.append(f'<text x="{LEFT - 8}" y="{yy + 4:.1f}" text-anchor="end" fill="#333">{_bytes_label(v, unit)}</text>')
-    out.append(f'<text x="{LEFT + pw / 2}" y="{H - 24}" text-anchor="middle">time since the first data segment (s)</text>')
+    out.append(f'<text x="{LEFT + pw / 2}" y="{height - 24}" text-anchor="middle">time since the first data segment (s)</text>')
     out.append(f'<text transform="translate(22,{TOP + ph / 2}) rotate(-90)" text-anchor="middle">'
                f'relative sequence number ({unit_name})</text>')
     # window line and ACK line: steps, each ACK holding until the next
@@ -155,5 +162,50 @@ def tsg_svg(analysed, sender: str = "client", title: str | None = None) -> str:
         yy = ly + 9 + i * 18
         out.append(f'<line x1="{lx}" y1="{yy}" x2="{lx + 18}" y2="{yy}" stroke="{COLOURS[cls]}" stroke-width="3"/>')
         out.append(f'<text x="{lx + 26}" y="{yy + 4}" font-size="12">{label}</text>')
+    if kernel:
+        out += _kernel_panel(kernel, x, t0, t1, start, TOP + ph + 34)
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _kernel_panel(record, x, t0: float, t1: float, start: float, top: float) -> list[str]:
+    """cwnd and ssthresh (segments) as steps under the graph, on its time axis."""
+    ph, pw = PANEL - 64, W - LEFT - RIGHT
+    steps = [(max(t, t0), s) for t, s in record.steps() if t <= t1]
+    if not steps:
+        return []
+    later = [t for t, _ in steps[1:]] + [t1]
+    top_value = max(max(s.cwnd for _, s in steps), max((s.ssthresh or 0) for _, s in steps), 1)
+
+    def y(v: float) -> float:
+        return top + ph - v / top_value * ph
+    out = [f'<g class="kernel-panel"><rect x="{LEFT}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>']
+    for v in _nice(0, top_value, 4):
+        out.append(f'<line x1="{LEFT}" y1="{y(v):.1f}" x2="{LEFT + pw}" y2="{y(v):.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{LEFT - 8}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#333">{v:g}</text>')
+    for t in _nice(0, t1 - start):
+        out.append(f'<text x="{x(start + t):.1f}" y="{top + ph + 18}" text-anchor="middle" fill="#333">'
+                   + (f"{t:.3f}".rstrip("0").rstrip(".") if t else "0") + "</text>")
+    out.append(f'<text transform="translate(22,{top + ph / 2}) rotate(-90)" text-anchor="middle">segments</text>')
+    for cls, value, dash in (("cwnd", lambda s: s.cwnd, ""), ("ssthresh", lambda s: s.ssthresh, ' stroke-dasharray="6,4"')):
+        runs, pts = [], []
+        for (t, s), nxt in zip(steps, later):
+            v = value(s)
+            if v is None:           # no threshold yet: a gap in the line
+                if pts:
+                    runs.append(pts)
+                pts = []
+                continue
+            pts += [f"{x(t):.1f},{y(v):.1f}", f"{x(nxt):.1f},{y(v):.1f}"]
+        if pts:
+            runs.append(pts)
+        for r in runs:
+            out.append(f'<polyline class="{cls}" points="{" ".join(r)}" fill="none" stroke="{COLOURS[cls]}" '
+                       f'stroke-width="1.8"{dash}/>')
+    source = "sampled TCP_INFO" if record.sampled else "tcp:tcp_probe"
+    out.append(f'<text x="{LEFT + pw - 8}" y="{top + 16}" text-anchor="end" font-size="12">'
+               f'<tspan fill="{COLOURS["cwnd"]}">\u2014 cwnd</tspan>  '
+               f'<tspan fill="{COLOURS["ssthresh"]}">- - ssthresh</tspan>  '
+               f'<tspan fill="#555">(the kernel\u2019s record: {source})</tspan></text>')
+    out.append("</g>")
+    return out

@@ -21,6 +21,8 @@ def test_same_ports_everywhere(hosts, n, record_property):
         server = hosts.server.listen(port=7788)
         client = hosts.client.connect(server.address, port=40000)   # the same 4-tuple ports in every lab
         peer = server.accept()
+        client.send(b"x" * 50000)
+        assert peer.recv_exactly(50000) == b"x" * 50000
         client.close()
         assert peer.recv_eof() == b""
         peer.close()
@@ -33,12 +35,18 @@ def test_same_ports_everywhere(hosts, n, record_property):
     # the listener (CLOSED -> LISTEN), the client's 5 changes, the child's 5: nobody else's
     assert len(cap.state_changes) == 1 + 5 + 5, cap.state_changes
     record_property("foreign", str(cap.foreign_state_changes))
+    # the sender record (tcp:tcp_probe, machine-wide too): this lab's two sockets and no other
+    for side, local in (("client", tuple(client.local)), ("server", tuple(peer.local))):
+        record = conn.sender(side)
+        assert record and not record.sampled and {s.local for s in record} == {local}, record[:3]
+    assert {s.local[0] for s in cap.kernel.samples} <= mine
 '''
 
 
 def test_attribution_is_exact_under_four_workers(tmp_path):
     """12 labs on 4 xdist workers, every one on ports 40000 -> 7788: each sees exactly its own 10
-    state changes, while the machine-wide tracepoint delivered other labs' changes to it too."""
+    state changes and its own sender samples, while the machine-wide tracepoints delivered other
+    labs' records to it too."""
     (tmp_path / "test_same.py").write_text(SAME_PORTS)
     junit = tmp_path / "j.xml"
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "4",
@@ -51,12 +59,14 @@ def test_attribution_is_exact_under_four_workers(tmp_path):
 
 
 def test_recorder_leaves_nothing_in_the_kernel():
-    """perf fds die with their process: no tracefs mount and no tracing instance appear."""
+    """perf fds (the state record's and the sender record's) die with their process: no tracefs
+    mount and no tracing instance appear."""
     before = Path("/proc/self/mountinfo").read_text().count("tracefs")
-    code = ("from tcplab.observe.states import StateRecorder; import os, signal; "
-            "r = StateRecorder(); print(len(r.fds), flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    code = ("from tcplab.observe.states import state_log; from tcplab.observe.sender import probe_log; "
+            "import os, signal; n = len(state_log().reader.fds) + len(probe_log().reader.fds); "
+            "print(n, flush=True); os.kill(os.getpid(), signal.SIGKILL)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == -9 and int(r.stdout) >= 1
+    assert r.returncode == -9 and int(r.stdout) >= 2
     assert Path("/proc/self/mountinfo").read_text().count("tracefs") == before
 
 
@@ -68,6 +78,6 @@ def test_without_tracing_a_lab_that_needs_states_skips_with_the_reason(tmp_path)
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:]
     assert "1 skipped" in r.stdout
-    assert "the kernel's state timeline is not available: perf_event_open on the state tracepoint failed: " \
-           "Operation not permitted" in r.stdout
+    assert "the kernel's state timeline is not available: perf_event_open on the tracepoint " \
+           "sock/inet_sock_set_state failed: Operation not permitted" in r.stdout
     assert "tcplab: state timeline: unavailable" in r.stdout

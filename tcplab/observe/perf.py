@@ -1,0 +1,261 @@
+"""The kernel's tracepoints, read through ``perf_event_open``: the one reader behind the state
+record (:mod:`tcplab.observe.states`) and the sender record (:mod:`tcplab.observe.sender`).
+
+How, and why this way:
+
+* **Nothing is left in the kernel.**  A tracepoint is opened as a perf event per CPU; the fds
+  belong to this process, so the kernel removes them when it exits, even by SIGKILL.  (A tracefs
+  *instance* would outlive the process.)  tracefs is read once per tracepoint, for its id and
+  record layout, from a private mount namespace of a short-lived ``unshare`` child: no mount
+  appears in the machine's namespace.
+* **The captures' clock.**  Packet sockets stamp frames with CLOCK_REALTIME; perf refuses that
+  clock for tracepoints, so events are stamped with CLOCK_MONOTONIC and shifted by the offset
+  between the two clocks measured when recording starts (a few microseconds of error), so
+  kernel records and segments share one time line.
+* **Attribution.**  Tracepoints fire for every socket of the machine and carry no network
+  namespace.  Each live :class:`~tcplab.Topology` has a subnet of its own, so an event belongs to
+  a subscription when its socket's local address is one of the subscriber's; ports alone would
+  not do (parallel labs use the same ports).
+* **No silent loss.**  A per-CPU buffer that overflows makes the kernel count the records it
+  dropped; a subscription that saw a drop refuses to be read as complete.
+
+Where the kernel has no tracing (a container without perf events, an unprivileged user),
+opening raises :class:`~tcplab.Unsupported` with the reason.
+"""
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import platform
+import re
+import select
+import struct
+import subprocess
+import threading
+import time
+from functools import lru_cache
+from typing import Callable
+
+from ..errors import CaptureIncomplete, Unsupported
+
+PERF_TYPE_TRACEPOINT = 2
+PERF_SAMPLE_TIME, PERF_SAMPLE_RAW = 1 << 2, 1 << 10
+PERF_RECORD_LOST, PERF_RECORD_SAMPLE = 2, 9
+USE_CLOCKID = 1 << 25
+CLOCK_MONOTONIC = 1
+PERF_FLAG_FD_CLOEXEC = 8
+NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
+WAKEUP_EVENTS = 32
+DRAIN_EVERY = 0.05              # seconds: the reader drains at least this often
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@lru_cache(maxsize=None)
+def tracepoint_layout(tracepoint: str, need: frozenset) -> tuple[int, dict[str, tuple[int, int]]]:
+    """(id, {field: (offset, size)}) of ``tracepoint`` ("sock/inet_sock_set_state"), from tracefs
+    (mounted, if it is not, in a private mount namespace of a child that exits at once)."""
+    base = "/sys/kernel/tracing/events/" + tracepoint
+    if os.path.isfile(base + "/id"):
+        text = open(base + "/id").read() + open(base + "/format").read()
+    else:
+        try:
+            r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                f"mount -t tracefs nodev /sys/kernel/tracing && cat {base}/id {base}/format"],
+                               capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise Unsupported(f"cannot read the format of the tracepoint {tracepoint} "
+                              f"(unshare/mount tracefs: {exc})") from None
+        if r.returncode != 0:
+            first = (r.stderr.strip() or "mount failed").splitlines()[0]
+            raise Unsupported(f"cannot read the format of the tracepoint {tracepoint} ({first})")
+        text = r.stdout
+    tp_id = int(text.split()[0])
+    fields = {m[1]: (int(m[2]), int(m[3])) for m in
+              re.finditer(r"field:[^;]*?(\w+)(?:\[\d+\])?;\s*offset:(\d+);\s*size:(\d+);", text)}
+    if not need <= set(fields):
+        raise Unsupported(f"the tracepoint {tracepoint} lacks fields {sorted(need - set(fields))} on this kernel")
+    return tp_id, fields
+
+
+def _attr(tp_id: int) -> bytes:
+    """struct perf_event_attr (version 5, 112 bytes)."""
+    a = bytearray(112)
+    struct.pack_into("IIQQQQQ", a, 0, PERF_TYPE_TRACEPOINT, 112, tp_id, 1, PERF_SAMPLE_TIME | PERF_SAMPLE_RAW,
+                     0, USE_CLOCKID)
+    struct.pack_into("I", a, 48, WAKEUP_EVENTS)     # wakeup_events: poll() readiness every N records
+    struct.pack_into("i", a, 92, CLOCK_MONOTONIC)   # clockid (REALTIME is refused for tracepoints)
+    return bytes(a)
+
+
+def _online_cpus() -> list[int]:
+    out = []
+    for part in open("/sys/devices/system/cpu/online").read().strip().split(","):
+        lo, _, hi = part.partition("-")
+        out += range(int(lo), int(hi or lo) + 1)
+    return out
+
+
+class TracepointReader:
+    """Every record of one tracepoint, machine-wide, from construction to :meth:`close`;
+    :meth:`read_new` returns what the kernel wrote since the last call."""
+
+    def __init__(self, tracepoint: str, need: set[str], pages: int):
+        nr = NR_PERF_EVENT_OPEN.get(platform.machine())
+        if nr is None:
+            raise Unsupported(f"tcplab knows perf_event_open's number on x86_64 and aarch64, "
+                              f"not {platform.machine()}")
+        self.tracepoint, self.pages = tracepoint, pages
+        self.tp_id, self.fields = tracepoint_layout(tracepoint, frozenset(need))
+        attr = ctypes.create_string_buffer(_attr(self.tp_id), 112)
+        self.fds: list[int] = []
+        self.maps: list[mmap.mmap] = []
+        self.page = mmap.PAGESIZE
+        self.offset = min((time.time() - time.monotonic() for _ in range(5)), key=abs)
+        try:
+            for cpu in _online_cpus():
+                fd = _libc.syscall(nr, attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
+                if fd < 0:
+                    err = ctypes.get_errno()
+                    raise Unsupported(f"perf_event_open on the tracepoint {tracepoint} failed: {os.strerror(err)} "
+                                      "(a container without perf events, or perf_event_paranoid)")
+                self.fds.append(fd)
+                self.maps.append(mmap.mmap(fd, (1 + pages) * self.page, mmap.MAP_SHARED,
+                                           mmap.PROT_READ | mmap.PROT_WRITE))
+        except BaseException:
+            self.close()
+            raise
+
+    def read_new(self, parse: bool = True) -> tuple[list[tuple[float, bytes]], int]:
+        """``(time, raw record)`` for each record the kernel wrote since the last read (time in
+        CLOCK_REALTIME seconds), and how many it dropped.  With ``parse=False`` the records are
+        only consumed (nobody wants them): nothing is returned."""
+        size = self.pages * self.page
+        events: list[tuple[float, bytes]] = []
+        lost = 0
+        for m in self.maps:
+            head = struct.unpack_from("Q", m, 1024)[0]
+            tail = struct.unpack_from("Q", m, 1032)[0]
+            while parse and tail < head:
+                off = self.page + tail % size
+                rtype, _, rsize = struct.unpack("IHH", self._read(m, off, 8, size))
+                body = self._read(m, off + 8, rsize - 8, size)
+                if rtype == PERF_RECORD_SAMPLE:
+                    t, raw_size = struct.unpack_from("QI", body, 0)
+                    events.append((t / 1e9 + self.offset, body[12:12 + raw_size]))
+                elif rtype == PERF_RECORD_LOST:
+                    lost += struct.unpack_from("QQ", body, 0)[1]
+                tail += rsize
+            struct.pack_into("Q", m, 1032, head if not parse else tail)
+        return events, lost
+
+    def _read(self, m, off: int, n: int, size: int) -> bytes:
+        end = self.page + size
+        if off >= end:
+            off -= size
+        if off + n <= end:
+            return m[off:off + n]
+        first = end - off
+        return m[off:end] + m[self.page:self.page + n - first]
+
+    def close(self) -> None:
+        for m in self.maps:
+            m.close()
+        for fd in self.fds:
+            os.close(fd)
+        self.maps, self.fds = [], []
+
+
+class Subscription:
+    """The records of some local addresses (a topology's) from :meth:`TraceLog.subscribe` until
+    :meth:`close`."""
+
+    def __init__(self, log: "TraceLog", addresses: set[str]):
+        self.log, self.addresses = log, set(addresses)
+        self.events: list = []
+        self.lost = 0
+        self.foreign = 0            # records of other sockets of the machine seen meanwhile
+
+    def close(self) -> list:
+        """Stop; the records in time order.  Raises CaptureIncomplete if the kernel dropped
+        records meanwhile (they might have been these addresses')."""
+        self.log.unsubscribe(self)
+        if self.lost:
+            raise CaptureIncomplete(f"the kernel dropped {self.lost} records of {self.log.reader.tracepoint} "
+                                    f"(per-CPU buffer of {self.log.reader.pages} pages full)")
+        return sorted(self.events, key=lambda e: e.time)
+
+
+class TraceLog:
+    """One :class:`TracepointReader` per tracepoint and process, opened at the first subscription
+    and kept until the process exits (opening a tracepoint costs tens of milliseconds: the kernel
+    patches it in).  A reader thread drains the per-CPU buffers at least every 50 ms, keeping
+    only the records of subscribed addresses, so a long lab on a busy machine never fills them.
+
+    ``local_address(raw)`` gives a record's local address cheaply (most records are other labs');
+    ``parse(time, raw)`` builds the record object (with ``.time``) for the ones kept."""
+
+    def __init__(self, reader: TracepointReader, local_address: Callable[[bytes], str],
+                 parse: Callable[[float, bytes], object]):
+        self.reader, self.local_address, self.parse = reader, local_address, parse
+        self.subs: list[Subscription] = []
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"tcplab-{reader.tracepoint}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        poller = select.poll()
+        for fd in self.reader.fds:
+            poller.register(fd, select.POLLIN)
+        while True:
+            poller.poll(DRAIN_EVERY * 1000)
+            self.pump()
+
+    def pump(self) -> None:
+        with self.lock:
+            events, lost = self.reader.read_new(parse=bool(self.subs))
+            if not self.subs:
+                return
+            owner = {a: sub for sub in self.subs for a in sub.addresses}
+            for sub in self.subs:
+                sub.lost += lost
+                sub.foreign += len(events)
+            for t, raw in events:
+                sub = owner.get(self.local_address(raw))
+                if sub is not None:
+                    sub.events.append(self.parse(t, raw))
+                    sub.foreign -= 1
+
+    def subscribe(self, addresses: set[str]) -> Subscription:
+        self.pump()          # what happened before belongs to nobody
+        sub = Subscription(self, addresses)
+        with self.lock:
+            self.subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.pump()
+        with self.lock:
+            if sub in self.subs:
+                self.subs.remove(sub)
+
+
+class LogFactory:
+    """This process's :class:`TraceLog` of one tracepoint, made at the first call; raises
+    Unsupported (the same reason every time) where the tracepoint cannot be read."""
+
+    def __init__(self, make: Callable[[], TraceLog]):
+        self.make, self.log, self.error = make, None, None
+        self.lock = threading.Lock()
+
+    def __call__(self) -> TraceLog:
+        with self.lock:
+            if self.log is None and self.error is None:
+                try:
+                    self.log = self.make()
+                except Unsupported as exc:
+                    self.error = exc
+        if self.error is not None:
+            raise self.error
+        return self.log
