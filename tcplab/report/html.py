@@ -1,6 +1,7 @@
 """The HTML pieces of a lab's entry in the run's report (pytest-html shows them under the test):
-claims, points, the wire's impairments, the expected exchange, a ladder SVG per connection and
-links to both pcaps.  Plain strings: the plugin hands them to pytest-html as ``extras.html``."""
+claims, points, the wire's impairments, the expected exchange, a picture per connection (a
+ladder, or for a bulk transfer a time-sequence graph) and links to both pcaps.  Plain strings:
+the plugin hands them to pytest-html as ``extras.html``."""
 from __future__ import annotations
 
 from html import escape
@@ -13,8 +14,8 @@ STYLE = ("<style>.tcplab-lab{font-family:sans-serif;margin:6px 0 10px}.tcplab-la
 
 
 def lab_html(*, claims: str, points: str, wire: str | None, script: str | None,
-             ladders: list[tuple[str, str]], pcaps: list[tuple[str, str]], outcome: str) -> str:
-    """One lab's block.  ``ladders``: (caption, svg); ``pcaps``: (name, href relative to the report)."""
+             pictures: list[tuple[str, str]], pcaps: list[tuple[str, str]], outcome: str) -> str:
+    """One lab's block.  ``pictures``: (caption, svg); ``pcaps``: (name, href relative to the report)."""
     out = [STYLE, '<div class="tcplab-lab">', '<div class="tcplab-meta">',
            f"<span><b>claims</b> {escape(claims or '-')}</span>",
            f"<span><b>points</b> {escape(points)}</span>",
@@ -26,20 +27,52 @@ def lab_html(*, claims: str, points: str, wire: str | None, script: str | None,
     if script:
         lines = "\n".join(ln.strip() for ln in script.strip().splitlines() if ln.strip())
         out.append(f"<h4>expected exchange</h4><pre>{escape(lines)}</pre>")
-    for caption, svg in ladders:
+    for caption, svg in pictures:
         out.append(f"<h4>{escape(caption)}</h4>{svg}")
     out.append("</div>")
     return "\n".join(out)
 
 
-def connection_ladders(trace, *, failed_exc=None, limit: int = 4) -> list[tuple[str, str]]:
-    """(caption, svg) for the connections of a trace, the failed one marked where it went wrong."""
+#: a connection with more segments than this is drawn as a time-sequence graph: its ladder
+#: would be hundreds of rows no one reads
+BULK_SEGMENTS = 60
+
+
+def connection_pictures(trace, *, failed_exc=None, limit: int = 4) -> list[tuple[str, str, str]]:
+    """``(kind, caption, svg)`` for the connections of a trace: a ladder (kind "ladder"), the
+    failed one marked where it went wrong, or for a bulk transfer the time-sequence graph of its
+    bigger sender with the kernel's cwnd and ssthresh underneath (kind "tsg")."""
     out = []
     failed_conn = getattr(failed_exc, "conn", None)
     for conn in trace.connections()[:limit]:
         same = failed_conn is not None and (conn.client, conn.server) == (failed_conn.client, failed_conn.server)
+        ends = f"{conn.client[0]}:{conn.client[1]} > {conn.server[0]}:{conn.server[1]}"
+        if len(conn.segments) > BULK_SEGMENTS and not same:
+            sender, svg = connection_tsg(conn)
+            out.append(("tsg", f"time-sequence graph of the {sender}'s data: {ends}", svg))
+            continue
         notes, missing = (failed_exc.notes, failed_exc.missing) if same else ({}, None)
-        caption = f"ladder: {conn.client[0]}:{conn.client[1]} > {conn.server[0]}:{conn.server[1]}" + \
-            (" (where it differs from the expected exchange)" if same else "")
-        out.append((caption, ladder_svg(conn, notes, missing)))
+        caption = f"ladder: {ends}" + (" (where it differs from the expected exchange)" if same else "")
+        out.append(("ladder", caption, ladder_svg(conn, notes, missing)))
     return out
+
+
+def connection_tsg(conn) -> tuple[str, str]:
+    """(sender, svg): the time-sequence graph of the side that sent more data, as that side saw
+    the connection (what it sent, what reached it), with its record from the kernel if any."""
+    from ..errors import TcplabError
+    from ..observe.analysis import analyse
+    from .tsg import tsg_svg
+    sent = {"client": 0, "server": 0}
+    for s in conn.segments:
+        sent[conn.side(s)] += s.length
+    sender = max(sent, key=sent.get)
+    view = [s for s in conn.segments if conn.side(s) == sender]
+    view += [s for s in (conn.received if conn.received is not None else conn.segments) if conn.side(s) != sender]
+    analysed = analyse(sorted(view, key=lambda s: s.time))[0]
+    try:
+        kernel = conn.sender(sender)
+    except TcplabError:
+        kernel = None
+    me = conn.client if sender == "client" else conn.server
+    return sender, tsg_svg(analysed, "client" if analysed.client == me else "server", kernel=kernel or None)

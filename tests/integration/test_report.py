@@ -1,5 +1,6 @@
 """The HTML report, opened in a real browser (headless Chromium): failed labs first, each with
-its claims, points, wire, expected exchange, ladder SVG and pcap links; and the ladder SVG alone."""
+its claims, points, wire, expected exchange, ladder SVG and pcap links; the ladder SVG alone; a
+bulk transfer drawn as a time-sequence graph."""
 import re
 import shutil
 import subprocess
@@ -107,3 +108,48 @@ def test_the_ladder_svg_is_valid_and_labels_every_segment(tmp_path):
     src.write_text(svg)
     subprocess.run([rsvg, str(src), "-o", str(png)], check=True, timeout=60)
     assert png.stat().st_size > 5_000
+
+
+BULK = '''
+import pytest
+from tcplab import Drop
+
+
+@pytest.mark.lab("T4", points=2)
+def test_a_bulk_transfer_without_retransmissions(hosts):
+    with hosts.capture() as cap:
+        srv = hosts.server.listen(7789)
+        client = hosts.client.connect(srv.address)
+        peer = srv.accept()
+        hosts.impair(drops=[Drop(">", "*", nth=20, payload=True)])
+        sending = client.send(bytes(300_000), wait=False)
+        assert peer.recv_exactly(300_000, timeout=30)
+        sending.wait()
+    conn = cap.trace.connection(port=7789)
+    assert not conn.lost(), "a segment was lost"
+'''
+
+
+def test_a_bulk_lab_is_drawn_as_a_time_sequence_graph(tmp_path):
+    """A connection of hundreds of segments is a time-sequence graph with the kernel's cwnd, in
+    the HTML report and, for a failure, beside its pcaps (a ladder would be hundreds of rows)."""
+    exe = _chromium()
+    (tmp_path / "test_bulk.py").write_text(BULK)
+    out = tmp_path / "results"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={out / 'tmp'}",
+                        f"--html={out / 'report.html'}", "--self-contained-html"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "a segment was lost" in r.stdout, r.stdout[-3000:]
+    section = re.search(r"-+ tcplab tsg -+\n(\S+)", r.stdout)
+    assert section and "tcplab ladder" not in r.stdout, r.stdout[-3000:]
+    kept = Path(section.group(1))
+    assert kept.name == "tsg-1.svg" and (kept.parent / "capture-client.pcap").is_file()
+    assert (kept.parent / "capture-sender.json").is_file()
+    svg = ET.fromstring(kept.read_text())
+    classes = [e.get("class") for e in svg.iter()]
+    assert classes.count("retransmission") >= 1 and "cwnd" in classes and "ssthresh" in classes
+    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                          "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert dom.count('class="tcplab-tsg"') == 1 and 'class="tcplab-ladder"' not in dom, dom[:2000]
+    assert "time-sequence graph of the client's data" in dom
