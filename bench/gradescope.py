@@ -68,7 +68,7 @@ def _exit_on_sigterm() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiers", default="default,1cpu")
-    ap.add_argument("--assignments", default="1-client,2-handshake,3-predict")
+    ap.add_argument("--assignments", default="1-client,2-handshake,3-predict,4-recovery")
     ap.add_argument("--submissions", default="reference,starter")
     a = ap.parse_args()
     _exit_on_sigterm()

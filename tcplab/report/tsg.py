@@ -44,6 +44,17 @@ def _nice(lo: float, hi: float, n: int = 6) -> list[float]:
     return [first + i * step for i in range(int((hi - first) / step) + 1)]
 
 
+def _time_labels(span: float) -> list[tuple[float, str]]:
+    """Round ticks over 0..span seconds with as many decimals as their step needs (0.0005 s
+    apart reads 0.0005, 0.001, 0.0015: never two equal labels)."""
+    ticks = _nice(0, span)
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else span or 1.0
+    exponent = math.floor(math.log10(step) + 1e-9)
+    mantissa = step / 10 ** exponent                   # 1, 2, 2.5 or 5
+    decimals = max(0, -exponent + (0 if abs(mantissa - round(mantissa)) < 1e-9 else 1))
+    return [(t, f"{t:.{decimals}f}" if t else "0") for t in ticks]
+
+
 def _bytes_label(v: float, unit: float) -> str:
     x = v / unit
     return f"{x:g}" if abs(x - round(x)) < 1e-9 else f"{x:.1f}"
@@ -109,11 +120,11 @@ def tsg_svg(analysed, sender: str = "client", title: str | None = None, kernel=N
     out.append(f'<text x="{LEFT}" y="24" font-size="15" font-weight="bold">{escape(head)}</text>')
     # axes and grid
     out.append(f'<g class="axes" stroke="#333" fill="none"><rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}"/></g>')
-    for t in _nice(0, t1 - start):
+    for t, label in _time_labels(t1 - start):
         xx = x(start + t)
         out.append(f'<line x1="{xx:.1f}" y1="{TOP}" x2="{xx:.1f}" y2="{TOP + ph}" stroke="#eee"/>')
-        label = f"{t:.3f}".rstrip("0").rstrip(".") if t else "0"
-        out.append(f'<text x="{xx:.1f}" y="{TOP + ph + 18}" text-anchor="middle" fill="#333">{label}</text>')
+        if not kernel:      # with the kernel's panel, the shared time axis is labelled under it
+            out.append(f'<text x="{xx:.1f}" y="{TOP + ph + 18}" text-anchor="middle" fill="#333">{label}</text>')
     for v in _nice(0, ymax):
         yy = y(v)
         out.append(f'<line x1="{LEFT}" y1="{yy:.1f}" x2="{LEFT + pw}" y2="{yy:.1f}" stroke="#eee"/>')
@@ -175,7 +186,7 @@ def _kernel_panel(record, x, t0: float, t1: float, start: float, top: float) -> 
     if not steps:
         return []
     later = [t for t, _ in steps[1:]] + [t1]
-    top_value = max(max(s.cwnd for _, s in steps), max((s.ssthresh or 0) for _, s in steps), 1)
+    top_value = max(max(s.cwnd for _, s in steps), max((s.ssthresh or 0) for _, s in steps), 1) * 1.1
 
     def y(v: float) -> float:
         return top + ph - v / top_value * ph
@@ -183,9 +194,10 @@ def _kernel_panel(record, x, t0: float, t1: float, start: float, top: float) -> 
     for v in _nice(0, top_value, 4):
         out.append(f'<line x1="{LEFT}" y1="{y(v):.1f}" x2="{LEFT + pw}" y2="{y(v):.1f}" stroke="#eee"/>')
         out.append(f'<text x="{LEFT - 8}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#333">{v:g}</text>')
-    for t in _nice(0, t1 - start):
-        out.append(f'<text x="{x(start + t):.1f}" y="{top + ph + 18}" text-anchor="middle" fill="#333">'
-                   + (f"{t:.3f}".rstrip("0").rstrip(".") if t else "0") + "</text>")
+    for t, label in _time_labels(t1 - start):
+        xx = x(start + t)
+        out.append(f'<line x1="{xx:.1f}" y1="{top}" x2="{xx:.1f}" y2="{top + ph}" stroke="#eee"/>')
+        out.append(f'<text x="{xx:.1f}" y="{top + ph + 18}" text-anchor="middle" fill="#333">{label}</text>')
     out.append(f'<text transform="translate(22,{top + ph / 2}) rotate(-90)" text-anchor="middle">segments</text>')
     for cls, value, dash in (("cwnd", lambda s: s.cwnd, ""), ("ssthresh", lambda s: s.ssthresh, ' stroke-dasharray="6,4"')):
         runs, pts = [], []
@@ -203,7 +215,7 @@ def _kernel_panel(record, x, t0: float, t1: float, start: float, top: float) -> 
             out.append(f'<polyline class="{cls}" points="{" ".join(r)}" fill="none" stroke="{COLOURS[cls]}" '
                        f'stroke-width="1.8"{dash}/>')
     source = "sampled TCP_INFO" if record.sampled else "tcp:tcp_probe"
-    out.append(f'<text x="{LEFT + pw - 8}" y="{top + 16}" text-anchor="end" font-size="12">'
+    out.append(f'<text x="{LEFT + pw}" y="{top - 8}" text-anchor="end" font-size="12">'
                f'<tspan fill="{COLOURS["cwnd"]}">\u2014 cwnd</tspan>  '
                f'<tspan fill="{COLOURS["ssthresh"]}">- - ssthresh</tspan>  '
                f'<tspan fill="#555">(the kernel\u2019s record: {source})</tspan></text>')

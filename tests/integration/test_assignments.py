@@ -25,8 +25,8 @@ def grade(assignment: Path, subs: dict, out: Path) -> dict:
     return {row["student"]: row for row in csv.DictReader(open(out / "grades.csv"))}
 
 
-def test_there_are_three_assignments():
-    assert [p.name for p in ASSIGNMENTS] == ["1-client", "2-handshake", "3-predict"]
+def test_there_are_four_assignments():
+    assert [p.name for p in ASSIGNMENTS] == ["1-client", "2-handshake", "3-predict", "4-recovery"]
     for a in ASSIGNMENTS:
         for part in ("README.md", "starter", "reference", "tests"):
             assert (a / part).exists(), f"{a.name} has no {part}"
@@ -81,3 +81,41 @@ def test_broken_submissions_score_zero_with_the_reason(tmp_path):
     res = json.loads((tmp_path / "out" / "syntax" / "results.json").read_text())
     assert len(res["tests"]) == 7 and all(t["score"] == 0 for t in res["tests"])
     assert all("syntax error at line 1" in t["output"] for t in res["tests"])
+
+
+def test_recovery_answers_that_are_not_answers_score_zero(tmp_path):
+    """Assignment 4 reads text, so the hostile submissions are files: a link to the grader's
+    secrets, a FIFO that would block the reader, a file too big, binary junk, and answers that try
+    to be more than a line.  Each scores 0 with the reason; the right answers of the same
+    submissions still count."""
+    import os
+    a = REPO / "assignments" / "4-recovery"
+    right = {p.name: p.read_text() for p in (a / "reference").glob("*.txt")}
+    cls = tmp_path / "class"      # made in place: copying would follow the link and block on the FIFO
+    for name, spoil in {
+        "link": lambda f: (f.unlink(), f.symlink_to("/etc/shadow")),
+        "fifo": lambda f: (f.unlink(), os.mkfifo(f)),
+        "huge": lambda f: f.write_bytes(b"fast_retransmit 6\n" + b"#" * (2 << 20)),
+    }.items():
+        d = cls / name
+        d.mkdir(parents=True)
+        for fname, text in right.items():
+            (d / fname).write_text(text)
+        spoil(d / "middle_loss.txt")
+    junk = cls / "junk"
+    junk.mkdir()
+    (junk / "middle_loss.txt").write_bytes(bytes(range(256)) * 40)
+    (junk / "cubic_middle_loss.txt").write_text("fast_retransmit 9\ntimeout 5\n")
+    (junk / "tail_loss.txt").write_text("tail_loss_probe __import__('os').system('id')\n")
+    (junk / "whole_flight_lost.txt").write_text("timeout 99999999999999999999\n")
+    grades = grade(a, {}, tmp_path / "out")
+    for name in ("link", "fifo", "huge"):
+        assert grades[name]["score"] == "0" and grades[name]["status"] == "ungradable", grades[name]
+        assert "middle_loss.txt" in grades[name]["note"], grades[name]
+    assert float(grades["junk"]["score"]) == 0, grades["junk"]
+    res = json.loads((tmp_path / "out" / "junk" / "results.json").read_text())
+    out = {t["name"].split("[")[-1].rstrip("]"): t["output"] for t in res["tests"]}
+    assert "write exactly one line" in out["middle_loss"] or "two words" in out["middle_loss"], out["middle_loss"]
+    assert "write exactly one line" in out["cubic_middle_loss"]
+    assert "the ssthresh is a number of segments" in out["tail_loss"]
+    assert "the ssthresh is a number of segments" in out["whole_flight_lost"]
