@@ -25,6 +25,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from tcplab.cli import exit_on_sigterm
+
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests" / "integration"
 TIERS = {"default": (0.5, 768), "1cpu": (1.0, 1536)}     # Gradescope: 0.5 CPU / 768 MB by default
@@ -59,19 +61,13 @@ def run(assignment: Path, submission: str, tier: str, work: Path) -> dict:
             "oom_kills": t["oom_kills"], "of_timeout": t["wall_s"] / TIMEOUT_S}
 
 
-def _exit_on_sigterm() -> None:
-    """SIGTERM ends the run like Ctrl-C, so that the clean-up below runs (cgroups, folders)."""
-    import signal
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiers", default="default,1cpu")
     ap.add_argument("--assignments", default="1-client,2-handshake,3-predict,4-recovery")
     ap.add_argument("--submissions", default="reference,starter")
     a = ap.parse_args()
-    _exit_on_sigterm()
+    exit_on_sigterm()   # the clean-up below runs on SIGTERM too (cgroups, folders)
     if os.geteuid() != 0:
         sys.exit("run as root (the tiers are cgroups): sudo .venv/bin/python bench/gradescope.py")
     rows = []

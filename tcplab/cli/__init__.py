@@ -47,6 +47,16 @@ def read_capture(ap, a, reader):
         return None
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end the process like Ctrl-C: SystemExit(143) unwinds the stack, so every
+    ``finally`` and ``with`` runs (a VM's work folder, a grader's basetemp, QEMU itself are
+    cleaned up; by default SIGTERM kills Python on the spot and they stay behind)."""
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: tcplab COMMAND [--help] [ARGS...]   (or: python -m tcplab COMMAND ...)", "", "commands:"]
@@ -65,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tcplab: unknown command {cmd!r}\n{usage()}", file=sys.stderr)
         return EXIT_USAGE
     module = importlib.import_module(f"{__name__}.{COMMANDS[cmd][0]}")
+    exit_on_sigterm()
     try:
         return module.main(rest)
     except SystemExit as exc:  # argparse: --help (0) and usage errors (2)

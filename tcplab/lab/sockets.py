@@ -56,8 +56,17 @@ class Conn:
             self.peer = None
 
     @classmethod
-    def connect(cls, host, address: tuple, *, timeout: float = 5.0, wait: bool = True,
-                port: int = 0) -> "Conn":
+    def connect(cls, host, address: tuple, **kw) -> "Conn":
+        """Deprecated (goes in tcplab 0.3): ``host.connect(address)`` is the one way."""
+        import warnings
+        warnings.warn("Conn.connect(host, address) is deprecated and goes in tcplab 0.3: use "
+                      "host.connect(address)", DeprecationWarning, stacklevel=2)
+        return cls._open(host, address, **kw)
+
+    @classmethod
+    def _open(cls, host, address: tuple, *, timeout: float = 5.0, wait: bool = True,
+              port: int = 0) -> "Conn":
+        """What ``host.connect(address)`` does: a socket of ``host`` connecting to ``address``."""
         c = cls.bound(host, 6 if ":" in address[0] else 4, port)
         c.start(address)
         if wait:

@@ -287,7 +287,7 @@ class Host:
         """Connect to ``address`` (ip, port).  With ``wait=False`` the SYN is sent and the call
         returns at once (the socket is then in SYN_SENT until the handshake completes)."""
         from .sockets import Conn
-        return Conn.connect(self, address, timeout=timeout, wait=wait, port=port)
+        return Conn._open(self, address, timeout=timeout, wait=wait, port=port)
 
     def popen(self, argv: list[str], **kw: Any):
         """Start an external program inside this host; see :class:`tcplab.lab.process.Program`."""

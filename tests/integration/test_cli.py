@@ -115,3 +115,43 @@ def test_faults_script_runs_one_fault_and_checks_what_is_left(tmp_path):
                        capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(tmp_path)})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "OK  tcpdump-missing" in r.stdout and "0 fault(s) with a problem" in r.stdout
+
+
+@pytest.mark.alone   # it boots a VM
+def test_sigterm_to_tcplab_vm_leaves_no_folder_and_no_qemu(tmp_path):
+    """SIGTERM (a CI job cancelled, `timeout`) ends `tcplab vm` like Ctrl-C: QEMU is killed and
+    the VM's work folder removed; before, Python died on the spot and both stayed."""
+    import signal
+    from tcplab import until
+    from tcplab.cli.vm import VMError, default_kernel
+    try:
+        default_kernel()
+    except VMError as exc:
+        pytest.skip(str(exc))
+    proc = subprocess.Popen([sys.executable, "-m", "tcplab", "vm", "--", "-q", "tests/unit/test_docs.py"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        for line in proc.stdout:
+            if "[tcplab vm] booting" in line:
+                break
+        work = list(tmp_path.glob("tcplab-vm-*"))
+        assert len(work) == 1
+        until(lambda: _qemu_using(work[0]), 30, "QEMU to start")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not work[0].exists() and not list(tmp_path.iterdir())
+    assert not _qemu_using(work[0])
+
+
+def _qemu_using(folder) -> bool:
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(folder).encode() in cmdline.read_bytes():
+                return True
+        except OSError:
+            pass
+    return False

@@ -146,3 +146,14 @@ def test_each_live_topology_has_a_subnet_of_its_own():
         taken = b.subnet.index
     with Topology() as c:
         assert c.subnet.index <= taken
+
+
+def test_conn_connect_is_deprecated_for_host_connect(hosts):
+    """One way to open a connection: host.connect(address).  The 0.1 spelling still works, with
+    a warning that names the replacement."""
+    import pytest
+    from tcplab import Conn
+    server = hosts.server.listen(7788)
+    with pytest.warns(DeprecationWarning, match=r"use host\.connect\(address\)"):
+        old = Conn.connect(hosts.client, server.address)
+    assert old.state() == "ESTABLISHED" and server.accept().peer == tuple(old.local)

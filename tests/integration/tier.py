@@ -20,17 +20,19 @@ import sys
 import time
 from pathlib import Path
 
+from tcplab.cli import exit_on_sigterm
+from tcplab.cli.vm import own_cgroup
+
 V1 = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
 
 
 def _own(controller: str) -> Path:
-    """This process's cgroup folder for a v1 controller."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, names, path = line.split(":", 2)
-        if controller in names.split(","):
-            return V1 / controller / path.lstrip("/")
-    raise SystemExit(f"tier: no cgroup v1 {controller} controller here")
+    """This process's cgroup folder for a v1 controller (tcplab's own reader of /proc/self/cgroup)."""
+    d = own_cgroup(controller)
+    if d is None or not d.is_relative_to(V1 / controller):
+        raise SystemExit(f"tier: no cgroup v1 {controller} controller here")
+    return d
 
 
 class Tier:
@@ -81,12 +83,6 @@ class Tier:
             until(lambda: gone(d), 10, f"cgroup {d} to be empty and removed")
 
 
-def _exit_on_sigterm() -> None:
-    """SIGTERM ends the run like Ctrl-C, so that the clean-up below runs (cgroups, folders)."""
-    import signal
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cpus", type=float, required=True)
@@ -94,7 +90,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--report", type=Path)
     ap.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(argv)
-    _exit_on_sigterm()
+    exit_on_sigterm()   # the clean-up below runs on SIGTERM too (cgroups, folders)
     cmd = [c for c in a.command if c != "--"] if a.command[:1] == ["--"] else a.command
     if not cmd:
         ap.error("give the command after --")
