@@ -69,6 +69,9 @@ class Analysed:
     server: tuple
     segments: list = field(default_factory=list)
     bits: list = field(default_factory=list)
+    #: endpoint -> the shift its advertised windows take (its SYN's WScale where both SYNs offered
+    #: one, RFC 7323; else 0): the one reading of window scaling, for the counts and the graphs
+    window_shift: dict = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {k: sum(1 for b in self.bits if b & bit) for k, bit in COUNT_OF.items()}
@@ -109,6 +112,9 @@ def analyse(segments: list) -> list[Analysed]:
             syn_time[key] = h[0]
         elif bits & ACK and not bits & SYN and first_rtt[key] is None and key in syn_time:
             first_rtt[key] = h[0] - syn_time[key]
+    for key, conn in conns.items():
+        scaled = all(side.wscale is not None for side in state[key].values())
+        conn.window_shift = {ep: side.wscale if scaled else 0 for ep, side in state[key].items()}
     return list(conns.values())
 
 

@@ -68,20 +68,18 @@ def tsg_svg(analysed, sender: str = "client", title: str | None = None, kernel=N
     segs, bits = analysed.segments, analysed.bits
     data, acks = [], []
     isn = None
-    wscale = {}
     for seg, b in zip(segs, bits):
         mine = (seg.src, seg.sport) == me
-        if "SYN" in seg.flags:
-            wscale[mine] = dict(seg.options).get("WScale")
-            if mine:
-                isn = seg.seq
+        if "SYN" in seg.flags and mine:
+            isn = seg.seq
         if mine and (seg.length or seg.flags & {"SYN", "FIN"}):
             data.append((seg, b))
         elif not mine and "ACK" in seg.flags:
             acks.append((seg, b))
     if isn is None:
         isn = next((s.seq for s, _ in data), next((s.ack - 1 for s, _ in acks), 0))
-    scale = wscale.get(False) if wscale.get(True) is not None else None
+    other = analysed.server if sender == "client" else analysed.client
+    scale = analysed.window_shift.get(other, 0)       # the receiver's windows, as analysis reads them
 
     def rel(v: int) -> int:
         return (v - isn) % 2**32
@@ -97,7 +95,7 @@ def tsg_svg(analysed, sender: str = "client", title: str | None = None, kernel=N
     data = [(s, b) for s, b in data if s.time >= t0]
     acks = [(s, b) for s, b in acks if s.time >= t0]
     ys = [rel(s.seq) + s.length for s, _ in data] + [rel(s.ack) for s, _ in acks]
-    wins = [rel(s.ack) + (s.win << (scale or 0) if "SYN" not in s.flags else s.win) for s, _ in acks]
+    wins = [rel(s.ack) + (s.win << scale if "SYN" not in s.flags else s.win) for s, _ in acks]
     ymax = max(ys + [1])
     # the window line may run far above the data: show it, up to twice the data's height
     ymax = max(ymax, min(max(wins + [0]), 2 * ymax))
@@ -115,7 +113,6 @@ def tsg_svg(analysed, sender: str = "client", title: str | None = None, kernel=N
            f'viewBox="0 0 {W} {height}" font-family="DejaVu Sans, sans-serif" font-size="13">',
            f'<rect x="0" y="0" width="{W}" height="{height}" fill="white"/>']
     ep = (lambda a: f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}")
-    other = analysed.server if sender == "client" else analysed.client
     head = title or f"time-sequence graph: {ep(me)} \u2192 {ep(other)}"
     out.append(f'<text x="{LEFT}" y="24" font-size="15" font-weight="bold">{escape(head)}</text>')
     # axes and grid
