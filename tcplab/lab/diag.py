@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -32,33 +31,19 @@ def _norm(addr: tuple) -> tuple:
     return (str(ipaddress.ip_address(addr[0])), int(addr[1]))
 
 
-def diag_socket(host):
-    """The host's sock_diag socket (pyroute2's DiagSocket), made at the first call; runs in the
-    host's namespace thread, where the socket answers for the namespace."""
-    from pyroute2 import DiagSocket
-    ds = getattr(host, "_diag", None)
-    if ds is None:
-        ds = host._diag = DiagSocket()
-        ds.bind()
-        host.ns.on_close("DiagSocket.close", ds.close)
-    return ds
-
-
 def list_tcp(host) -> list[SockInfo]:
-    """Runs in the host's namespace thread."""
-    ds = diag_socket(host)
-    out = []
-    for fam in (socket.AF_INET, socket.AF_INET6):
-        for m in ds.get_sock_stats(family=fam, states=0xFFFFFFFF):
-            if "idiag_state" not in m:
-                raise TcplabError(
-                    f"sock_diag refused the TCP socket dump in {host.name} (netlink message type "
-                    f"{m['header']['type']}): the kernel lacks tcp_diag; load it with  modprobe tcp_diag")
-            out.append(SockInfo(STATES.get(m["idiag_state"], str(m["idiag_state"])),
-                                _norm((m["idiag_src"], m["idiag_sport"])),
-                                _norm((m["idiag_dst"], m["idiag_dport"])),
-                                m["idiag_retrans"], m["idiag_timer"], m["idiag_expires"]))
-    return out
+    """Runs in the host's namespace thread (where its sock_diag socket is made, at the first call)."""
+    from ..observe.sockdiag import dump, open_diag
+    sock = getattr(host, "_diag", None)
+    if sock is None:
+        sock = host._diag = open_diag()
+        host.ns.on_close("sock_diag socket", sock.close)
+    try:
+        rows = dump(sock)
+    except OSError as exc:
+        raise TcplabError(f"sock_diag refused the TCP socket dump in {host.name}: {exc.strerror}") from None
+    return [SockInfo(STATES.get(r.state, str(r.state)), r.local, r.remote, r.retrans, r.timer, r.expires_ms)
+            for r in rows]
 
 
 def state_of(socks: Iterable[SockInfo], local: tuple, remote: tuple) -> str:
@@ -107,21 +92,26 @@ def wait_listening(host, port: int, family: int, timeout: float, program=None) -
 
 
 class StatePoller:
-    """The states of chosen connections, sampled from sock_diag as fast as the host's namespace
-    thread answers (a dump takes well under a millisecond), until :meth:`stop`.
+    """The states of chosen connections, sampled from sock_diag every :attr:`EVERY` seconds
+    until :meth:`stop`.
 
     The fallback where the kernel's state tracepoint cannot be used (no tracing, or segments
     released by a qdisc timer, whose state changes the tracepoint may not deliver).  It sees a
-    state only if it lasts longer than one dump: labs use it where each state is held open by
-    the wire (``Topology.cross_next()`` holds every segment for milliseconds).  A timewait socket
-    is seen as TIME_WAIT, and a socket that is gone as CLOSED.
+    state only if it lasts longer than one period: labs use it where each state is held open by
+    the wire (``Topology.cross_next()`` holds every segment for 33 ms at the least, 8 periods).
+    A timewait socket is seen as TIME_WAIT, and a socket that is gone as CLOSED.  (It polled
+    without a pause once: a core spent on each lab that used it, the catalogue's longest labs
+    among them.)
 
     ``conns``: ``{name: conn}`` (each a :class:`~tcplab.Conn`); :attr:`seen` maps each name to its
     states in order.
     """
 
+    EVERY = 0.004
+
     def __init__(self, conns: dict):
         import threading
+        from ..observe.sockdiag import open_diag
         self.conns = {}
         for k, c in conns.items():
             if isinstance(c, tuple):    # the 0.1 form (host, local, remote)
@@ -134,6 +124,8 @@ class StatePoller:
                 host, local, remote = c.host, c.local, c.peer
             self.conns[k] = (host, _norm(tuple(local)), _norm(tuple(remote)))
         self.seen: dict[str, list[str]] = {k: [] for k in conns}
+        hosts = {id(h): h for h, _, _ in self.conns.values()}
+        self._socks = {key: h.ns.run(open_diag) for key, h in hosts.items()}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tcplab-state-poller", daemon=True)
         self._error: BaseException | None = None
@@ -144,26 +136,33 @@ class StatePoller:
         self._thread.start()
 
     def _sample(self) -> None:
-        by_host: dict[int, list] = {}
+        from ..observe.sockdiag import dump
+        tables = {key: {(r.local, r.remote): STATES.get(r.state, str(r.state)) for r in dump(sock)}
+                  for key, sock in self._socks.items()}
         for name, (host, local, remote) in self.conns.items():
-            socks = by_host.get(id(host))
-            if socks is None:
-                socks = by_host[id(host)] = host.tcp_sockets()
-            st = state_of(socks, local, remote)
+            st = tables[id(host)].get((local, remote), "CLOSED")
             if not self.seen[name] or self.seen[name][-1] != st:
                 self.seen[name].append(st)
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._stop.wait(self.EVERY):
                 self._sample()
         except BaseException as exc:  # re-raised by stop()
             self._error = exc
 
     def stop(self) -> dict[str, list[str]]:
+        """Stop polling (once; later calls return the same states) and close the sockets."""
+        if not self._socks:
+            return self.seen
         self._stop.set()
         self._thread.join()
-        if self._error is not None:
-            raise self._error
-        self._sample()
+        try:
+            if self._error is not None:
+                raise self._error
+            self._sample()
+        finally:
+            for sock in self._socks.values():
+                sock.close()
+            self._socks = {}
         return self.seen

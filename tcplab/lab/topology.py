@@ -557,6 +557,11 @@ class Topology:
         """Tear everything down: programs, sockets, impairments, namespaces (reclaimed by the
         kernel with their devices).  Raises once at the end if any clean-up step failed."""
         errors: list[str] = []
+        for poller in getattr(self, "pollers", []):   # a lab that never stopped its poller
+            try:
+                poller.stop()
+            except Exception as exc:
+                errors.append(f"state poller: {exc!r}")
         if getattr(self, "impairments", None) is not None:
             errors += self.impairments.close()
         for h in (getattr(self, "client", None), getattr(self, "server", None)):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import socket
 import struct
 import threading
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from ..errors import TcplabError
 from .perf import LogFactory, TracepointReader, TraceLog
+from .sockdiag import dump, open_diag
 
 TRACEPOINT = "tcp/tcp_probe"
 FIELDS = {"saddr", "daddr", "sport", "dport", "family", "snd_nxt", "snd_una", "snd_cwnd", "ssthresh",
@@ -149,56 +149,6 @@ def _make_log() -> TraceLog:
 probe_log = LogFactory(_make_log)
 
 
-NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLMSG_DONE, NLMSG_ERROR = 4, 20, 3, 2
-NLM_F_REQUEST_DUMP = 0x1 | 0x300
-INET_DIAG_INFO = 2
-_NLMSG = struct.Struct("=IHHII")
-_REQ = struct.Struct("=BBBBI48x")                     # inet_diag_req_v2, any socket id
-_MSG = struct.Struct("=BBBB2H16s16sI8x5I")           # inet_diag_msg
-
-
-def _open_diag():
-    """Runs in a host's namespace thread: a sock_diag netlink socket, which answers for the
-    namespace it was made in from any thread."""
-    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
-
-
-def tcp_info_dump(sock, states: int) -> list[tuple[tuple, tuple, object]]:
-    """``(local, remote, TcpInfo)`` of every TCP socket in ``states`` (a bit mask) of the
-    socket's namespace, IPv4 and IPv6: one sock_diag dump each, parsed with struct (pyroute2's
-    general decoder takes a millisecond a dump; a sampler dumps every few milliseconds)."""
-    from .tcpinfo import TcpInfo
-    out = []
-    for family in (socket.AF_INET, socket.AF_INET6):
-        body = _REQ.pack(family, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), 0, states)
-        sock.send(_NLMSG.pack(_NLMSG.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST_DUMP, 0, 0) + body)
-        done = False
-        while not done:
-            data = sock.recv(65536)
-            off = 0
-            while off + _NLMSG.size <= len(data):
-                length, kind = _NLMSG.unpack_from(data, off)[:2]
-                if kind == NLMSG_DONE:
-                    done = True
-                    break
-                if kind == NLMSG_ERROR:
-                    err = -struct.unpack_from("=i", data, off + _NLMSG.size)[0]
-                    raise OSError(err, f"sock_diag refused the TCP socket dump: {os.strerror(err)}")
-                m = off + _NLMSG.size
-                fam, _state, _t, _r, sport, dport, src, dst = _MSG.unpack_from(data, m)[:8]
-                size = 4 if fam == socket.AF_INET else 16
-                local = (str(ipaddress.ip_address(src[:size])), socket.ntohs(sport))
-                remote = (str(ipaddress.ip_address(dst[:size])), socket.ntohs(dport))
-                a = m + _MSG.size
-                while a + 4 <= off + length:
-                    alen, atype = struct.unpack_from("=HH", data, a)
-                    if atype == INET_DIAG_INFO:
-                        out.append((local, remote, TcpInfo.unpack(data[a + 4:a + alen])))
-                    a += (alen + 3) & ~3
-                off += (length + 3) & ~3
-    return out
-
-
 class Sampler:
     """The fallback: TCP_INFO of every connected TCP socket of ``hosts``, through sock_diag,
     every :data:`SAMPLE_EVERY` seconds until :meth:`close`."""
@@ -207,7 +157,7 @@ class Sampler:
     STATES = (1 << 1) | (1 << 4) | (1 << 8) | (1 << 9) | (1 << 11)
 
     def __init__(self, hosts):
-        self.socks = [h.ns.run(_open_diag) for h in hosts]
+        self.socks = [h.ns.run(open_diag) for h in hosts]
         self.samples: list[SenderSample] = []
         self.dumps = 0
         self._last: dict[tuple, tuple] = {}
@@ -221,10 +171,11 @@ class Sampler:
         try:
             while not self._stop.wait(SAMPLE_EVERY):
                 for sock in self.socks:
-                    found = tcp_info_dump(sock, self.STATES)
+                    found = dump(sock, self.STATES, info=True)
                     now = time.time()
-                    for local, remote, info in found:
-                        self._keep(now, local, remote, info)
+                    for row in found:
+                        if row.info is not None:
+                            self._keep(now, row.local, row.remote, row.info)
                 self.dumps += 1
         except BaseException as exc:  # handed to close(), which raises it in the lab's thread
             self.error = exc
