@@ -75,7 +75,7 @@ def _one_early_loss(hosts, family, **sysctls):
         for key, value in sysctls.items():
             h.sysctl(f"net.ipv4.{key}", value)
         h.rto_min(200)
-    with hosts.capture() as cap:
+    with hosts.capture(bulk=True) as cap:
         client, peer = _connect(hosts, family)
         hosts.impair(drops=[Drop(">", "*", nth=4, payload=True)])
         _bulk(client, peer)
@@ -88,7 +88,7 @@ def test_syn_options_bound_segments_and_scale_windows(hosts, family):
     MSS (less the 12 bytes of the timestamp option every segment carries), and the window fields
     after the SYNs are shifted by the advertised scale: the sender keeps what it has in flight
     within the *scaled* window, which the raw 16-bit field could not express."""
-    with hosts.capture() as cap:
+    with hosts.capture(bulk=True) as cap:
         client, peer = _connect(hosts, family)
         _bulk(client, peer)
         info = client.info()
@@ -128,7 +128,7 @@ def test_initial_window_is_ten_segments(hosts, family):
     for h in hosts.hosts:
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
     hosts.server.quickack(True)
-    with hosts.capture() as cap:
+    with hosts.capture(bulk=True) as cap:
         client, peer = _connect(hosts, family)
         hosts.impair(drops=[Drop("<", ".", count=10)])
         _bulk(client, peer)
@@ -165,7 +165,7 @@ def test_nagle_holds_small_writes_while_data_is_unacknowledged(hosts, family, no
         h.sysctl("net.ipv4.tcp_autocorking", 0)
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
     hosts.server.quickack(True)
-    with hosts.capture() as cap:
+    with hosts.capture(bulk=True) as cap:
         client, peer = _connect(hosts, family)
         if nodelay:
             client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -239,7 +239,7 @@ def test_zero_window_probes_back_off_until_the_window_opens(hosts, family):
     one before (the timer doubles), and resumes when the server reads and a window update opens
     the window.  Linux's probe is a segment without payload that repeats the byte before the next
     one expected (seq = the ACK it last got - 1), which the receiver must answer with an ACK."""
-    with hosts.capture() as cap:
+    with hosts.capture(bulk=True) as cap:
         client, peer = _connect(hosts, family, listener_rcvbuf=4096)
         sending = client.send(BLOB, wait=False)
         until(lambda: client.info().backoff >= 3, 20, "three zero-window probes (the persist timer backed off three times)")
@@ -271,7 +271,7 @@ def test_acks_are_cumulative(hosts, family):
     quick-ACK mode at the start and after a hole, then a timer that follows the segments'
     interarrival time; measured here from 0.02 to 19 ms for a lone segment, so this lab asserts
     what every ACK says, not when it leaves.)"""
-    with hosts.capture() as cap:
+    with hosts.capture(bulk=True) as cap:
         client, peer = _connect(hosts, family)
         hosts.impair(drops=[Drop(">", "*", nth=4, payload=True)])
         _bulk(client, peer)
@@ -322,7 +322,7 @@ def test_fast_recovery_lowers_ssthresh_without_restarting(hosts, family, cc, sst
     for h in hosts.hosts:
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
         h.rto_min(200)
-    with hosts.capture():
+    with hosts.capture(bulk=True):
         server = hosts.server.listen(port=PORT, family=family)
         client = hosts.client.connect(server.address, wait=False)
         client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
@@ -349,7 +349,7 @@ def test_retransmission_timeout_backs_off_and_restarts_from_one_segment(hosts, f
     for h in hosts.hosts:
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
         h.rto_min(200)
-    with hosts.capture() as cap:
+    with hosts.capture(bulk=True) as cap:
         client, peer = _connect(hosts, family)
         hosts.impair(drops=[Drop(">", "*", nth=1, payload=True, count=12)])
         _bulk(client, peer)
@@ -401,7 +401,7 @@ def test_slow_start_doubles_the_flight_every_round_trip(hosts, family):
     hosts.server.quickack(True)
     hosts.impair(both=Netem(delay=20))
     import socket
-    with hosts.capture() as cap:
+    with hosts.capture(bulk=True) as cap:
         client, peer = _connect(hosts, family, listener_rcvbuf=4 << 20)
         # the whole transfer fits in the send buffer at once, so only cwnd limits the flights
         # (on an emulated CPU the writing thread could not refill a small buffer in time)
