@@ -197,9 +197,13 @@ def test_rst_in_closing(hosts, family, record_property):
 def test_fin_wait_1_straight_to_time_wait(hosts, family, record_property):
     """The server's ACK of the client's FIN is lost, and its own FIN (which acknowledges the
     client's) arrives first: the client goes from FIN_WAIT_1 to TIME_WAIT on that one segment.
-    The kernel records it as FIN_WAIT_1 -> FIN_WAIT_2 -> (timewait), both at the same instant."""
+    The kernel records it as FIN_WAIT_1 -> FIN_WAIT_2 -> (timewait), both at the same instant.
+    The client keeps Linux's own 200 ms RTO floor and sends no tail-loss probe, so its FIN is not
+    re-sent before the server's program has read the end of file and closed, on any machine."""
     hosts.client.quickack()
     hosts.server.quickack()
+    hosts.client.rto_min(200)
+    hosts.client.sysctl("net.ipv4.tcp_early_retrans", 0)
     hosts.impair(drops=[Drop("<", ".", payload=False)])   # the server's first pure ACK: that of the FIN
     with hosts.capture() as cap:
         client, peer = _open(hosts, family)
