@@ -1,7 +1,7 @@
 """The rest of the TCP state diagram (RFC 9293, section 3.3.2, Figure 5) on two real kernels.
 
 Each lab makes one transition happen on purpose, with the wire's exact drops or by making two
-segments cross on it (``hosts.cross_next()``, which holds them about 0.1 s), never by luck, and asserts the sequence of states
+segments cross on it (``hosts.cross_next()``, which holds them a tenth of a second or more), never by luck, and asserts the sequence of states
 each socket went through, as the kernel itself recorded it (the ``sock:inet_sock_set_state``
 tracepoint: ``conn.state_path(side)``).  Where the wire holds segments back, the tracepoint may miss
 changes, so those labs read states by polling sock_diag (``StatePoller``); the held segments keep
@@ -120,7 +120,9 @@ def test_simultaneous_close(hosts, family):
     with hosts.capture() as cap:
         client, peer = _open(hosts, family)
         poll = StatePoller({"client": client, "server": peer})
-        hosts.cross_next()
+        # half a second: the FINs still cross where a loaded machine holds the lab's thread up
+        # between the two close() calls (well below the 1 s floor, so no FIN is re-sent meanwhile)
+        hosts.cross_next(hold=0.5)
         client.close()
         peer.close()
         for c in (client, peer):
@@ -152,7 +154,7 @@ def test_simultaneous_close(hosts, family):
     """)
     for side in ("client", "server"):
         # CLOSING and TIME_WAIT last a second and more: sock_diag sees them.  FIN_WAIT_1 lasts
-        # while the wire holds the FINs (~0.1 s), which a slow machine's poller may miss; its start,
+        # while the wire holds the FINs (0.5 s), which a slow machine's poller may miss; its start,
         # the close() call, is always in the kernel's record.
         assert [s for s in seen[side] if s != "FIN_WAIT_1"] == ["ESTABLISHED", "CLOSING", "TIME_WAIT"], \
             f"{side}: {seen[side]}"
