@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     from ..observe.analysis import analyse
     from ..observe.fastparse import read_pcap
-    from ..report.tsg import tsg_svg
+    from ..report.tsg import bigger_sender, tsg_svg
     segments = read_capture(ap, a, read_pcap)
     if segments is None:
         return 1
@@ -41,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     base = a.svg or a.pcap.with_name(f"{a.pcap.stem}-tsg.svg")
     for n, conn in enumerate(conns, 1):
-        sender = a.sender or _bigger_sender(conn)
+        sender = a.sender or bigger_sender(conn.segments, conn.client)
         out = base if n == 1 else base.with_name(f"{base.stem}-{n}{base.suffix or '.svg'}")
         kernel = None
         if samples:
-            from ..observe.sender import SenderRecord
+            from ..observe.sender import socket_record
             me, peer = (conn.client, conn.server) if sender == "client" else (conn.server, conn.client)
-            kernel = SenderRecord([x for x in samples[0] if x.local == me and x.remote == peer], samples[1]) or None
+            kernel = socket_record(*samples, me, peer) or None
         try:
             out.write_text(tsg_svg(conn, sender, kernel=kernel))
         except OSError as exc:
@@ -74,9 +74,3 @@ def _sender_record(a):
         print(f"tcplab tsg: {exc}", file=sys.stderr)
         return False
 
-
-def _bigger_sender(conn) -> str:
-    sent = {"client": 0, "server": 0}
-    for s in conn.segments:
-        sent["client" if (s.src, s.sport) == conn.client else "server"] += s.length
-    return max(sent, key=sent.get)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import CaptureIncomplete, Unsupported
+from ..errors import CaptureIncomplete, TcplabError, Unsupported
 
 
 class KernelRecord:
@@ -23,12 +23,14 @@ class KernelRecord:
         self.foreign = 0                          # other sockets' state changes seen meanwhile
         self.samples: list | None = None          # SenderSample, time order
         self.sender_source: str | None = None
-        self.sender_unavailable: str | None = why_not
+        #: why there are no samples: Unsupported before recording, CaptureIncomplete if the
+        #: kernel dropped records, None once recorded
+        self.sender_error: TcplabError | None = Unsupported(why_not)
         self._states = self._probes = self._sampler = None
 
     # -- recording --------------------------------------------------------------------
     def start(self, topo) -> None:
-        from .sender import TRACED, Sampler, probe_log
+        from .sender import SAMPLED, TRACED, Sampler, probe_log
         from .states import state_log
         addresses = {h.addr(f) for h in topo.hosts for f in (4, 6)}
         try:
@@ -38,9 +40,7 @@ class KernelRecord:
         try:
             self._probes, self.sender_source = probe_log().subscribe(addresses), TRACED
         except Unsupported:
-            self._sampler = Sampler(topo.hosts)
-            from .sender import SAMPLED
-            self.sender_source = SAMPLED
+            self._sampler, self.sender_source = Sampler(topo.hosts), SAMPLED
 
     def stop(self, topo) -> None:
         """Stop recording; keep what the kernel said (a dropped record becomes the reason)."""
@@ -60,9 +60,9 @@ class KernelRecord:
                 self.samples = probes.close()
             elif sampler is not None:
                 self.samples = sampler.close()
-            self.sender_unavailable = None
+            self.sender_error = None
         except CaptureIncomplete as exc:
-            self.sender_unavailable = str(exc)
+            self.sender_error = exc
 
     def drop(self) -> None:
         """Stop recording without reading (a capture closed without stop())."""
@@ -87,8 +87,8 @@ class KernelRecord:
 
     # -- reading ----------------------------------------------------------------------
     def states_between(self, a: tuple, b: tuple) -> list:
-        """The state changes of the sockets ``a -> b`` and ``b -> a`` (Unsupported/
-        CaptureIncomplete with the reason where there is no record)."""
+        """The state changes of the sockets ``a -> b`` and ``b -> a``; Unsupported with the reason
+        where there is no record (no tracing here, or the kernel dropped records)."""
         if self.changes is None:
             raise Unsupported(f"the kernel's state timeline is not available: {self.states_unavailable}")
         pairs = ((a, b), (b, a))
@@ -96,13 +96,12 @@ class KernelRecord:
 
     def sender(self, local: tuple, remote: tuple):
         """The :class:`~tcplab.observe.sender.SenderRecord` of the socket ``local -> remote``."""
-        from .sender import SenderRecord
+        from .sender import socket_record
         if self.samples is None:
-            reason = self.sender_unavailable or "nothing was recorded"
-            if self.sender_unavailable and "dropped" in self.sender_unavailable:
-                raise CaptureIncomplete(f"the kernel's sender record is incomplete: {reason}")
-            raise Unsupported(f"the kernel's sender record is not available: {reason}")
-        return SenderRecord([s for s in self.samples if s.local == local and s.remote == remote], self.sender_source)
+            err = self.sender_error or Unsupported("nothing was recorded")
+            what = "incomplete" if isinstance(err, CaptureIncomplete) else "not available"
+            raise type(err)(f"the kernel's sender record is {what}: {err}")
+        return socket_record(self.samples, self.sender_source, local, remote)
 
     def state_paths(self) -> list[list[str]]:
         """The textbook path of every connected socket whose state changes were recorded

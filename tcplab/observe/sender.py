@@ -102,6 +102,11 @@ class SenderRecord(list):
         return [(prev.time if prev is not None else s.time, s) for prev, s in zip([None] + self[:-1], self)]
 
 
+def socket_record(samples: list[SenderSample], source: str, local: tuple, remote: tuple) -> SenderRecord:
+    """The :class:`SenderRecord` of the socket ``local -> remote`` among a capture's samples."""
+    return SenderRecord([s for s in samples if s.local == local and s.remote == remote], source)
+
+
 def _threshold_itself(samples) -> list[SenderSample]:
     """One socket's traced samples with ``tcp_current_ssthresh()`` turned back into ssthresh:
     outside recovery the tracepoint shows ``max(ssthresh, 3/4 cwnd)``, so a value that rises to
@@ -159,7 +164,6 @@ class Sampler:
     def __init__(self, hosts):
         self.socks = [h.ns.run(open_diag) for h in hosts]
         self.samples: list[SenderSample] = []
-        self.dumps = 0
         self._last: dict[tuple, tuple] = {}
         self._stop = threading.Event()
         self.error: BaseException | None = None
@@ -176,7 +180,6 @@ class Sampler:
                     for row in found:
                         if row.info is not None:
                             self._keep(now, row.local, row.remote, row.info)
-                self.dumps += 1
         except BaseException as exc:  # handed to close(), which raises it in the lab's thread
             self.error = exc
 

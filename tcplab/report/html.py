@@ -62,11 +62,8 @@ def connection_tsg(conn) -> tuple[str, str]:
     the connection (what it sent, what reached it), with its record from the kernel if any."""
     from ..errors import TcplabError
     from ..observe.analysis import analyse
-    from .tsg import tsg_svg
-    sent = {"client": 0, "server": 0}
-    for s in conn.segments:
-        sent[conn.side(s)] += s.length
-    sender = max(sent, key=sent.get)
+    from .tsg import bigger_sender, tsg_svg
+    sender = bigger_sender(conn.segments, conn.client)
     view = [s for s in conn.segments if conn.side(s) == sender]
     view += [s for s in (conn.received if conn.received is not None else conn.segments) if conn.side(s) != sender]
     analysed = analyse(sorted(view, key=lambda s: s.time))[0]

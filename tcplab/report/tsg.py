@@ -60,6 +60,15 @@ def _bytes_label(v: float, unit: float) -> str:
     return f"{x:g}" if abs(x - round(x)) < 1e-9 else f"{x:.1f}"
 
 
+def bigger_sender(segments, client: tuple) -> str:
+    """"client" or "server": the side of a connection that sent more bytes among ``segments``
+    (whose data a graph draws when nobody chose)."""
+    sent = {"client": 0, "server": 0}
+    for s in segments:
+        sent["client" if (s.src, s.sport) == client else "server"] += s.length
+    return max(sent, key=sent.get)
+
+
 def tsg_svg(analysed, sender: str = "client", title: str | None = None, kernel=None) -> str:
     """SVG text for the data ``sender`` ("client" or "server") sent on the connection
     ``analysed`` (a :class:`tcplab.observe.analysis.Analysed` of Segments).  ``kernel``: the
