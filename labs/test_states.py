@@ -1,7 +1,7 @@
 """The rest of the TCP state diagram (RFC 9293, section 3.3.2, Figure 5) on two real kernels.
 
 Each lab makes one transition happen on purpose, with the wire's exact drops or by making two
-segments cross on it (``hosts.cross_next()``, which holds them a tenth of a second or more), never by luck, and asserts the sequence of states
+segments cross on it (``hosts.cross_next()``, which holds them half a second), never by luck, and asserts the sequence of states
 each socket went through, as the kernel itself recorded it (the ``sock:inet_sock_set_state``
 tracepoint: ``conn.state_path(side)``).  Where the wire holds segments back, the tracepoint may miss
 changes, so those labs read states by polling sock_diag (``StatePoller``); the held segments keep
@@ -120,9 +120,8 @@ def test_simultaneous_close(hosts, family):
     with hosts.capture() as cap:
         client, peer = _open(hosts, family)
         poll = StatePoller({"client": client, "server": peer})
-        # half a second: the FINs still cross where a loaded machine holds the lab's thread up
-        # between the two close() calls (well below the 1 s floor, so no FIN is re-sent meanwhile)
-        hosts.cross_next(hold=0.5)
+        # half a second, below the 1 s floor: no FIN is re-sent while the wire holds them
+        hosts.cross_next()
         client.close()
         peer.close()
         for c in (client, peer):

@@ -427,11 +427,13 @@ class Topology:
         index = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
         self.wire_ports = {name: index[p] for name, p in WIRE_PORT.items()}
 
-    def cross_next(self, hold: float = 0.1) -> None:
+    def cross_next(self, hold: float = 0.5) -> None:
         """Hold the next segment each way for about ``hold`` seconds (0.05 to 0.6), so that two
         segments the hosts send at once (two SYNs, two FINs) cross on the wire: each arrives after
-        the other was sent, as in a simultaneous open or close.  Deterministic, with no delay
-        qdisc (sch_netem is missing on some kernels): a token bucket (tbf, 16 kbit/s, bucket 1600
+        the other was sent, as in a simultaneous open or close.  The default, half a second, still
+        crosses them where a loaded or emulated machine holds the lab's thread up between its two
+        calls (a tenth of a second did not, on Debian 6.1 under TCG; docs/kernels.md).
+        Deterministic, with no delay qdisc (sch_netem is missing on some kernels): a token bucket (tbf, 16 kbit/s, bucket 1600
         bytes) on each wire port is emptied by filler frames (1514 bytes, then one of 2000 bytes
         per second of ``hold``; EtherType 0x88b5, which no host answers); the last waits in the
         queue, and so does whatever is sent next.  Every later segment also waits its turn (a
@@ -473,13 +475,13 @@ class Topology:
     def simultaneous_open(self, family: Any = 4, ports: tuple[int, int] = (5001, 5002)):
         """Both hosts connect to each other at once, with no listener: the client from
         ``ports[0]`` to the server's ``ports[1]`` and the other way round.  The wire holds the next
-        segment each way for half a second (:meth:`cross_next`), both sockets are made and bound
+        segment each way (:meth:`cross_next`, half a second), both sockets are made and bound
         first, and the two connect() calls follow each other directly, so the two SYNs cross on
         the wire even where a loaded machine holds the lab's thread up between the two calls.
         Returns the two :class:`~tcplab.Conn` (client's, server's), not yet connected."""
         from .sockets import Conn
         fam = family_of(family)
-        self.cross_next(hold=0.5)
+        self.cross_next()
         a, b = Conn.bound(self.client, fam, ports[0]), Conn.bound(self.server, fam, ports[1])
         a.start((self.server.addr(fam), ports[1]))
         b.start((self.client.addr(fam), ports[0]))
