@@ -433,10 +433,10 @@ class Topology:
         the other was sent, as in a simultaneous open or close.  The default, half a second, still
         crosses them where a loaded or emulated machine holds the lab's thread up between its two
         calls (a tenth of a second did not, on Debian 6.1 under TCG; docs/kernels.md).
-        Deterministic, with no delay qdisc (sch_netem is missing on some kernels): a token bucket (tbf, 16 kbit/s, bucket 1600
-        bytes) on each wire port is emptied by filler frames (1514 bytes, then one of 2000 bytes
-        per second of ``hold``; EtherType 0x88b5, which no host answers); the last waits in the
-        queue, and so does whatever is sent next.  Every later segment also waits its turn (a
+        Deterministic, with no delay qdisc (sch_netem is missing on some kernels): a token bucket
+        (tbf, 16 kbit/s, bucket 1600 bytes) on each wire port is emptied by filler frames (1514
+        bytes, then one of 2000 bytes per second of ``hold``; EtherType 0x88b5, which no host
+        answers); the last waits in the queue, and so does whatever is sent next.  Every later segment also waits its turn (a
         66-byte ACK: 33 ms), so each state lasts long enough to be polled.  Use it for handshakes
         and closes, not data."""
         if not 0.05 <= hold <= 0.6:
