@@ -385,9 +385,8 @@ class Topology:
         """Wait until the wire carries traffic: the bridge forwards on both ports, and each host's
         eth0 is operationally up with its IPv6 address installed as a local route.  The kernel does
         these steps asynchronously after the links are set up (linkwatch, then IPv6 addrconf); a
-        segment sent before is dropped, by the bridge or by the receiving host's IPv6.  Measured
-        with 4 xdist workers: without this wait the first SYN of a lab was lost, and re-sent 1 s
-        later, in 8 of 16 runs (bridge) and then 5 of 20 (IPv6 not yet local)."""
+        segment sent before is dropped, by the bridge or by the receiving host's IPv6, and a lab's
+        first SYN then goes again a second later (docs/kernels.md)."""
         def states():
             i = _ipr(self.wire)
             return {name: bridge_port_state(i, idx) for name, idx in self.wire_ports.items()}
@@ -545,7 +544,7 @@ class Topology:
     def capture(self, name: str = "capture", *, bulk: bool = False, **kw: Any):
         """Start a capture on both ends of the link; see :class:`tcplab.Capture`.  With
         ``bulk=True``, a headers-only ring capture that keeps up with bulk transfers
-        (:class:`tcplab.RingCapture`: ``snaplen=128``, ``ring_mb=64`` per end)."""
+        (:class:`tcplab.RingCapture`: ``snaplen=128``, ``ring_mb=16`` per end)."""
         if bulk:
             from ..observe.ring import RingCapture
             cap = RingCapture(self, name=name, **kw)

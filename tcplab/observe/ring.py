@@ -130,12 +130,16 @@ class _End:
 class RingCapture(BothEnds):
     """Headers-only capture of both ends for bulk transfers.  Use like :class:`tcplab.Capture`::
 
-        with topo.capture(bulk=True) as cap:      # snaplen 128, 64 MiB ring per end
+        with topo.capture(bulk=True) as cap:      # snaplen 128, 16 MiB ring per end
             ...a 200 MB transfer...
         conn = cap.trace.connection(port=5001)
     """
 
-    def __init__(self, topo, *, name: str = "capture", snaplen: int = 128, ring_mb: int = 64,
+    # ring_mb: 16 MiB holds the headers of about 60 MB of transfer with the reader stopped.  The
+    # kernel allocates and zeroes the whole ring when the capture starts; 64 MiB per end took
+    # 0.25-0.55 s and held a CPU for up to 170 ms (docs/kernels.md), long enough to stall another
+    # lab's delay line and break its timing.
+    def __init__(self, topo, *, name: str = "capture", snaplen: int = 128, ring_mb: int = 16,
                  flush_timeout: float = 3.0, ready_timeout: float = 5.0):
         check_int("snaplen", snaplen, 68, 65535, "bytes from 68 (headers with options) to 65535")
         check_int("ring_mb", ring_mb, 2, 4096, "MiB per end from 2 to 4096")
