@@ -42,7 +42,8 @@ from ..errors import CaptureIncomplete, Unsupported
 PERF_TYPE_TRACEPOINT = 2
 PERF_SAMPLE_TIME, PERF_SAMPLE_RAW = 1 << 2, 1 << 10
 PERF_RECORD_LOST, PERF_RECORD_SAMPLE = 2, 9
-USE_CLOCKID = 1 << 25
+USE_CLOCKID, DISABLED = 1 << 25, 1 << 0
+PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_DISABLE = 0x2400, 0x2401
 CLOCK_MONOTONIC = 1
 PERF_FLAG_FD_CLOEXEC = 8
 NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
@@ -82,8 +83,9 @@ def tracepoint_layout(tracepoint: str, need: frozenset) -> tuple[int, dict[str, 
 def _attr(tp_id: int) -> bytes:
     """struct perf_event_attr (version 5, 112 bytes)."""
     a = bytearray(112)
+    # opened disabled: a TraceLog enables it while someone subscribes (see TracepointReader.enable)
     struct.pack_into("IIQQQQQ", a, 0, PERF_TYPE_TRACEPOINT, 112, tp_id, 1, PERF_SAMPLE_TIME | PERF_SAMPLE_RAW,
-                     0, USE_CLOCKID)
+                     0, USE_CLOCKID | DISABLED)
     struct.pack_into("I", a, 48, WAKEUP_EVENTS)     # wakeup_events: poll() readiness every N records
     struct.pack_into("i", a, 92, CLOCK_MONOTONIC)   # clockid (REALTIME is refused for tracepoints)
     return bytes(a)
@@ -126,6 +128,15 @@ class TracepointReader:
         except BaseException:
             self.close()
             raise
+
+    def enable(self, on: bool) -> None:
+        """Start or stop recording.  A disabled event costs the kernel almost nothing per hit,
+        while an enabled one writes every record of the machine into this process's buffers: an
+        idle pytest worker's reader would otherwise copy every segment of the other workers'
+        bulk transfers (``tcp:tcp_probe`` fires for each one)."""
+        import fcntl
+        for fd in self.fds:
+            fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE if on else PERF_EVENT_IOC_DISABLE, 0)
 
     def read_new(self, parse: bool = True) -> tuple[list[tuple[float, bytes]], int]:
         """``(time, raw record)`` for each record the kernel wrote since the last read (time in
@@ -231,6 +242,8 @@ class TraceLog:
         self.pump()          # what happened before belongs to nobody
         sub = Subscription(self, addresses)
         with self.lock:
+            if not self.subs:
+                self.reader.enable(True)
             self.subs.append(sub)
         return sub
 
@@ -239,6 +252,8 @@ class TraceLog:
         with self.lock:
             if sub in self.subs:
                 self.subs.remove(sub)
+                if not self.subs:
+                    self.reader.enable(False)
 
 
 class LogFactory:

@@ -81,3 +81,37 @@ def test_without_tracing_a_lab_that_needs_states_skips_with_the_reason(tmp_path)
     assert "the kernel's state timeline is not available: perf_event_open on the tracepoint " \
            "sock/inet_sock_set_state failed: Operation not permitted" in r.stdout
     assert "tcplab: state timeline: unavailable" in r.stdout
+
+
+def test_the_tracepoints_record_only_while_a_capture_subscribes():
+    """An idle process's perf events are disabled: other labs' segments (tcp:tcp_probe fires for
+    each one) cost it nothing.  The kernel's write position in the per-CPU buffers moves only
+    while a capture records."""
+    import struct
+    from tcplab import Topology
+    from tcplab.observe.sender import probe_log
+    from tcplab.observe.states import state_log
+    logs = [state_log(), probe_log()]
+
+    def heads():
+        return [sum(struct.unpack_from("Q", m, 1024)[0] for m in log.reader.maps) for log in logs]
+
+    def exchange(topo):
+        server = topo.server.listen()
+        client = topo.client.connect(server.address)
+        peer = server.accept()
+        client.send(b"x" * 100000)
+        assert peer.recv_exactly(100000) == b"x" * 100000
+        client.close()
+        peer.close()
+
+    with Topology() as topo:
+        before = heads()
+        exchange(topo)
+        assert heads() == before, "records were written while nobody subscribed"
+        with topo.capture():
+            exchange(topo)
+        after = heads()
+        assert all(a > b for a, b in zip(after, before)), "a capture's records were not written"
+        exchange(topo)
+        assert heads() == after, "records were written after the capture stopped"
