@@ -1,6 +1,5 @@
 """The kernel's state timeline: exact per topology although the tracepoint is machine-wide,
 nothing left in the kernel, and a clear skip where the kernel has no tracing."""
-import os
 import platform
 import subprocess
 import sys
