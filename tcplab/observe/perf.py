@@ -42,12 +42,11 @@ from ..errors import CaptureIncomplete, Unsupported
 PERF_TYPE_TRACEPOINT = 2
 PERF_SAMPLE_TIME, PERF_SAMPLE_RAW = 1 << 2, 1 << 10
 PERF_RECORD_LOST, PERF_RECORD_SAMPLE = 2, 9
-USE_CLOCKID, DISABLED = 1 << 25, 1 << 0
+USE_CLOCKID, DISABLED, WATERMARK = 1 << 25, 1 << 0, 1 << 14
 PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_DISABLE = 0x2400, 0x2401
 CLOCK_MONOTONIC = 1
 PERF_FLAG_FD_CLOEXEC = 8
 NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
-WAKEUP_EVENTS = 32
 DRAIN_EVERY = 0.05              # seconds: the reader drains at least this often
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -80,13 +79,15 @@ def tracepoint_layout(tracepoint: str, need: frozenset) -> tuple[int, dict[str, 
     return tp_id, fields
 
 
-def _attr(tp_id: int) -> bytes:
+def _attr(tp_id: int, watermark: int) -> bytes:
     """struct perf_event_attr (version 5, 112 bytes)."""
     a = bytearray(112)
     # opened disabled: a TraceLog enables it while someone subscribes (see TracepointReader.enable)
     struct.pack_into("IIQQQQQ", a, 0, PERF_TYPE_TRACEPOINT, 112, tp_id, 1, PERF_SAMPLE_TIME | PERF_SAMPLE_RAW,
-                     0, USE_CLOCKID | DISABLED)
-    struct.pack_into("I", a, 48, WAKEUP_EVENTS)     # wakeup_events: poll() readiness every N records
+                     0, USE_CLOCKID | DISABLED | WATERMARK)
+    # poll() readiness once a quarter of the buffer is written, not every few records: a bulk
+    # transfer would otherwise wake the reader thousands of times a second
+    struct.pack_into("I", a, 48, watermark)
     struct.pack_into("i", a, 92, CLOCK_MONOTONIC)   # clockid (REALTIME is refused for tracepoints)
     return bytes(a)
 
@@ -110,7 +111,7 @@ class TracepointReader:
                               f"not {platform.machine()}")
         self.tracepoint, self.pages = tracepoint, pages
         self.tp_id, self.fields = tracepoint_layout(tracepoint, frozenset(need))
-        attr = ctypes.create_string_buffer(_attr(self.tp_id), 112)
+        attr = ctypes.create_string_buffer(_attr(self.tp_id, pages * mmap.PAGESIZE // 4), 112)
         self.fds: list[int] = []
         self.maps: list[mmap.mmap] = []
         self.page = mmap.PAGESIZE
@@ -138,27 +139,36 @@ class TracepointReader:
         for fd in self.fds:
             fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE if on else PERF_EVENT_IOC_DISABLE, 0)
 
-    def read_new(self, parse: bool = True) -> tuple[list[tuple[float, bytes]], int]:
-        """``(time, raw record)`` for each record the kernel wrote since the last read (time in
-        CLOCK_REALTIME seconds), and how many it dropped.  With ``parse=False`` the records are
-        only consumed (nobody wants them): nothing is returned."""
+    def read_raw(self) -> list[bytes]:
+        """What the kernel wrote into each CPU's buffer since the last call: whole records, one
+        bytes object per CPU that wrote any (split them with :meth:`records`).  Copying the
+        region out is all a drain does, so a bulk transfer's hundreds of thousands of records a
+        second cost its threads one slice per CPU, not a parse per record."""
         size = self.pages * self.page
-        events: list[tuple[float, bytes]] = []
-        lost = 0
+        out = []
         for m in self.maps:
             head = struct.unpack_from("Q", m, 1024)[0]
             tail = struct.unpack_from("Q", m, 1032)[0]
-            while parse and tail < head:
-                off = self.page + tail % size
-                rtype, _, rsize = struct.unpack("IHH", self._read(m, off, 8, size))
-                body = self._read(m, off + 8, rsize - 8, size)
-                if rtype == PERF_RECORD_SAMPLE:
-                    t, raw_size = struct.unpack_from("QI", body, 0)
-                    events.append((t / 1e9 + self.offset, body[12:12 + raw_size]))
-                elif rtype == PERF_RECORD_LOST:
-                    lost += struct.unpack_from("QQ", body, 0)[1]
-                tail += rsize
-            struct.pack_into("Q", m, 1032, head if not parse else tail)
+            if tail < head:
+                out.append(self._read(m, self.page + tail % size, head - tail, size))
+            struct.pack_into("Q", m, 1032, head)
+        return out
+
+    def records(self, chunk: bytes) -> tuple[list[tuple[float, bytes]], int]:
+        """``(time, raw record)`` for each sample in a chunk of :meth:`read_raw` (time in
+        CLOCK_REALTIME seconds), and how many records the kernel dropped there."""
+        events: list[tuple[float, bytes]] = []
+        lost = off = 0
+        header = struct.Struct("IHH")
+        sample = struct.Struct("QI")
+        while off < len(chunk):
+            rtype, _, rsize = header.unpack_from(chunk, off)
+            if rtype == PERF_RECORD_SAMPLE:
+                t, raw_size = sample.unpack_from(chunk, off + 8)
+                events.append((t / 1e9 + self.offset, chunk[off + 20:off + 20 + raw_size]))
+            elif rtype == PERF_RECORD_LOST:
+                lost += struct.unpack_from("QQ", chunk, off + 8)[1]
+            off += rsize
         return events, lost
 
     def _read(self, m, off: int, n: int, size: int) -> bytes:
@@ -184,7 +194,7 @@ class Subscription:
 
     def __init__(self, log: "TraceLog", addresses: set[str]):
         self.log, self.addresses = log, set(addresses)
-        self.events: list = []
+        self.chunks: list[bytes] = []    # raw, split and parsed by close()
         self.lost = 0
         self.foreign = 0            # records of other sockets of the machine seen meanwhile
 
@@ -192,20 +202,32 @@ class Subscription:
         """Stop; the records in time order.  Raises CaptureIncomplete if the kernel dropped
         records meanwhile (they might have been these addresses')."""
         self.log.unsubscribe(self)
+        events = []
+        reader, local_address, parse = self.log.reader, self.log.local_address, self.log.parse
+        for chunk in self.chunks:
+            records, lost = reader.records(chunk)
+            self.lost += lost
+            for t, raw in records:
+                if local_address(raw) in self.addresses:
+                    events.append(parse(t, raw))
+                else:
+                    self.foreign += 1
+        self.chunks = []
         if self.lost:
-            raise CaptureIncomplete(f"the kernel dropped {self.lost} records of {self.log.reader.tracepoint} "
-                                    f"(per-CPU buffer of {self.log.reader.pages} pages full)")
-        return sorted(self.events, key=lambda e: e.time)
+            raise CaptureIncomplete(f"the kernel dropped {self.lost} records of {reader.tracepoint} "
+                                    f"(per-CPU buffer of {reader.pages} pages full)")
+        return sorted(events, key=lambda e: e.time)
 
 
 class TraceLog:
     """One :class:`TracepointReader` per tracepoint and process, opened at the first subscription
     and kept until the process exits (opening a tracepoint costs tens of milliseconds: the kernel
-    patches it in).  A reader thread drains the per-CPU buffers at least every 50 ms, keeping
-    only the records of subscribed addresses, so a long lab on a busy machine never fills them.
+    patches it in).  A reader thread copies the per-CPU buffers out at least every 50 ms, so a
+    long lab on a busy machine never fills them; each subscription splits and parses what it was
+    handed when it closes, keeping only the records of its addresses.
 
-    ``local_address(raw)`` gives a record's local address cheaply (most records are other labs');
-    ``parse(time, raw)`` builds the record object (with ``.time``) for the ones kept."""
+    ``local_address(raw)`` gives a record's local address cheaply (most records may be other
+    labs'); ``parse(time, raw)`` builds the record object (with ``.time``) for the ones kept."""
 
     def __init__(self, reader: TracepointReader, local_address: Callable[[bytes], str],
                  parse: Callable[[float, bytes], object]):
@@ -225,18 +247,9 @@ class TraceLog:
 
     def pump(self) -> None:
         with self.lock:
-            events, lost = self.reader.read_new(parse=bool(self.subs))
-            if not self.subs:
-                return
-            owner = {a: sub for sub in self.subs for a in sub.addresses}
+            chunks = self.reader.read_raw()
             for sub in self.subs:
-                sub.lost += lost
-                sub.foreign += len(events)
-            for t, raw in events:
-                sub = owner.get(self.local_address(raw))
-                if sub is not None:
-                    sub.events.append(self.parse(t, raw))
-                    sub.foreign -= 1
+                sub.chunks += chunks
 
     def subscribe(self, addresses: set[str]) -> Subscription:
         self.pump()          # what happened before belongs to nobody
