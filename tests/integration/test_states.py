@@ -90,7 +90,11 @@ def test_the_tracepoints_record_only_while_a_capture_subscribes():
     from tcplab import Topology
     from tcplab.observe.sender import probe_log
     from tcplab.observe.states import state_log
-    logs = [state_log(), probe_log()]
+    from tcplab.errors import Unsupported
+    try:
+        logs = [state_log(), probe_log()]
+    except Unsupported as exc:
+        pytest.skip(f"no tracing here: {exc}")
 
     def heads():
         return [sum(struct.unpack_from("Q", m, 1024)[0] for m in log.reader.maps) for log in logs]
