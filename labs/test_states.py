@@ -106,7 +106,7 @@ def test_simultaneous_open(hosts, family):
 
 
 @pytest.mark.lab("C2", "C5", points=4)
-def test_simultaneous_close(hosts, family):
+def test_simultaneous_close(hosts, family, record_property):
     """Both ends close at once: the two FINs cross, each end receives the other's FIN while its
     own is unacknowledged and goes FIN_WAIT_1 -> CLOSING -> TIME_WAIT.  Both end in TIME_WAIT.
     (The retransmission floor is 1 s here, and tail loss probes off, so that the held FINs are
@@ -159,6 +159,7 @@ def test_simultaneous_close(hosts, family):
             f"{side}: {seen[side]}"
         assert "FIN_WAIT_1" in seen[side] or any(
             str(c) == "ESTABLISHED -> FIN_WAIT_1" and (c.local, c.remote) == tuples[side] for c in cap.state_changes)
+    record_property("shows", "FIN_WAIT_1>CLOSING; CLOSING>TIME_WAIT")
 
 
 @pytest.mark.lab("C2", "R2", points=3)

@@ -69,9 +69,14 @@ BOX_W, BOX_H = 150, 36
 COLOURS = {"here": "#1b7f3b", "vm": "#1f5fbf", "none": "#999999", "impossible": "#b00020"}
 
 
-def observed(junit: Path) -> dict[str, list[tuple[str, str]]]:
-    """``key -> [(lab, outcome, how many transitions the lab showed)]`` from one run's JUnit XML."""
-    out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+def observed(junit: Path) -> dict[str, list[tuple[str, str, int, bool, int]]]:
+    """``key -> [(lab, outcome, how many transitions the lab showed, whether the lab declared
+    it, how many runs of the lab passed)]`` from one run's JUnit XML.  A lab declares what it
+    asserts (the ``shows`` property); ``transitions`` are what the kernel's record or a poller
+    saw in its run, which may include a lab's chance outcomes (two programs that happen to close
+    at once)."""
+    out: dict[str, list[tuple[str, str, int, bool]]] = defaultdict(list)
+    passed: dict[str, int] = defaultdict(int)
     for case in ET.parse(junit).getroot().iter("testcase"):
         props = [(p.get("name"), p.get("value") or "") for p in case.iter("property")]
         outcome = "pass"
@@ -80,15 +85,21 @@ def observed(junit: Path) -> dict[str, list[tuple[str, str]]]:
         elif case.find("skipped") is not None:
             continue
         lab = f"{case.get('classname', '').split('.')[-1]}::{case.get('name')}"
-        keys = set()
+        passed[_lab_name(lab)] += outcome == "pass"
+        seen, declared = set(), set()
         for name, value in props:
             if name == "transitions":
-                keys.update(value.split())
+                seen.update(value.split())
             elif name == "shows":
-                keys.update(k.strip() for k in value.split(";") if k.strip())
+                declared.update(k.strip() for k in value.split(";") if k.strip())
+        keys = seen | declared
         for k in keys:
-            out[k].append((lab, outcome, len(keys)))
-    return out
+            out[k].append((lab, outcome, len(keys), k in declared))
+    return {k: [(*r, passed[_lab_name(r[0])]) for r in rows] for k, rows in out.items()}
+
+
+def _lab_name(lab: str) -> str:
+    return lab.split("::")[-1].split("[")[0]
 
 
 def _status(t: Transition, here: dict, vm: dict | None) -> str:
@@ -102,13 +113,17 @@ def _status(t: Transition, here: dict, vm: dict | None) -> str:
 
 
 def _labs(t: Transition, res: dict) -> list[str]:
-    """The passing labs that show ``t``, the most specific (fewest transitions) first."""
-    best: dict[str, int] = {}
-    for lab, outcome, n in res.get(t.key, []):
+    """The passing labs that show ``t``: those that declare it first, then those that showed it
+    in a larger share of their runs (a lab's chance outcome shows in some runs only), then the
+    most specific (fewest transitions)."""
+    best: dict[str, list] = {}
+    for lab, outcome, n, declared, runs in res.get(t.key, []):
         if outcome == "pass":
-            name = lab.split("::")[-1].split("[")[0]
-            best[name] = min(n, best.get(name, n))
-    return sorted(best, key=lambda name: (best[name], name))
+            rank = best.setdefault(_lab_name(lab), [True, 0.0, n])
+            rank[0] = rank[0] and not declared
+            rank[1] -= 1 / runs
+            rank[2] = min(n, rank[2])
+    return sorted(best, key=lambda name: (*best[name], name))
 
 
 def _edge(a: tuple, b: tuple) -> tuple[tuple, tuple]:

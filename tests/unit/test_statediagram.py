@@ -73,6 +73,39 @@ def test_the_most_specific_lab_names_an_arrow(tmp_path):
     assert "test_just_this" in svg
 
 
+def test_a_lab_that_declares_an_arrow_names_it_before_a_chance_outcome(tmp_path):
+    """Two programs that happened to close at once showed FIN_WAIT_1 -> CLOSING with few other
+    transitions, in one run of two; the lab built for it declares it, and shows it in every run."""
+    here = observed(junit(tmp_path, "h.xml", [
+        ("test_programs[ipv4]", {"transitions": "FIN_WAIT_1>CLOSING CLOSING>TIME_WAIT"}, "pass"),
+        ("test_programs[ipv6]", {"transitions": "FIN_WAIT_1>FIN_WAIT_2 FIN_WAIT_2>TIME_WAIT"}, "pass"),
+        ("test_simultaneous_close[ipv4]", {"transitions": "ESTABLISHED>FIN_WAIT_1 FIN_WAIT_1>CLOSING "
+                                           "CLOSING>TIME_WAIT", "shows": "FIN_WAIT_1>CLOSING"}, "pass"),
+        ("test_simultaneous_close[ipv6]", {"transitions": "ESTABLISHED>FIN_WAIT_1 FIN_WAIT_1>CLOSING "
+                                           "CLOSING>TIME_WAIT"}, "pass"),
+    ]))
+    from tcplab.report.statediagram import _labs
+    by_key = {t.key: t for t in TRANSITIONS}
+    assert _labs(by_key["FIN_WAIT_1>CLOSING"], here) == ["test_simultaneous_close", "test_programs"]  # declared
+    assert _labs(by_key["CLOSING>TIME_WAIT"], here) == ["test_simultaneous_close", "test_programs"]   # 2 of 2 runs, 1 of 2
+
+
+def test_a_share_of_runs_not_their_number_ranks_labs(tmp_path):
+    """A lab run for many parameters shows the handshake in each run; a lab with fewer
+    transitions that also shows it every time names the arrow."""
+    here = observed(junit(tmp_path, "h.xml", [
+        *[(f"test_rst_everywhere[{i}]", {"transitions": "CLOSED>SYN_SENT SYN_SENT>ESTABLISHED ESTABLISHED>CLOSED"},
+           "pass") for i in range(12)],
+        ("test_handshake[ipv4]", {"transitions": "CLOSED>SYN_SENT SYN_SENT>ESTABLISHED"}, "pass"),
+        ("test_handshake[ipv6]", {"transitions": "CLOSED>SYN_SENT SYN_SENT>ESTABLISHED"}, "pass"),
+        ("test_sometimes[a]", {"transitions": "CLOSED>SYN_SENT"}, "pass"),
+        ("test_sometimes[b]", {"transitions": "LISTEN>CLOSED"}, "pass"),
+    ]))
+    from tcplab.report.statediagram import _labs
+    by_key = {t.key: t for t in TRANSITIONS}
+    assert _labs(by_key["CLOSED>SYN_SENT"], here) == ["test_handshake", "test_rst_everywhere", "test_sometimes"]
+
+
 def ch(t, old, new, sk=1):
     return StateChange(t, old, new, 4, ("198.18.0.1", 1), ("198.18.0.2", 2), sk)
 
