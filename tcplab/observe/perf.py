@@ -25,6 +25,7 @@ opening raises :class:`~tcplab.Unsupported` with the reason.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import mmap
 import os
 import platform
@@ -48,6 +49,8 @@ CLOCK_MONOTONIC = 1
 PERF_FLAG_FD_CLOEXEC = 8
 NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
 DRAIN_EVERY = 0.05              # seconds: the reader drains at least this often
+_HEADER = struct.Struct("IHH")  # struct perf_event_header: type, misc, size
+_SAMPLE = struct.Struct("QI")   # a sample's time, then its raw data's size
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -135,7 +138,6 @@ class TracepointReader:
         while an enabled one writes every record of the machine into this process's buffers: an
         idle pytest worker's reader would otherwise copy every segment of the other workers'
         bulk transfers (``tcp:tcp_probe`` fires for each one)."""
-        import fcntl
         for fd in self.fds:
             fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE if on else PERF_EVENT_IOC_DISABLE, 0)
 
@@ -159,12 +161,10 @@ class TracepointReader:
         CLOCK_REALTIME seconds), and how many records the kernel dropped there."""
         events: list[tuple[float, bytes]] = []
         lost = off = 0
-        header = struct.Struct("IHH")
-        sample = struct.Struct("QI")
         while off < len(chunk):
-            rtype, _, rsize = header.unpack_from(chunk, off)
+            rtype, _, rsize = _HEADER.unpack_from(chunk, off)
             if rtype == PERF_RECORD_SAMPLE:
-                t, raw_size = sample.unpack_from(chunk, off + 8)
+                t, raw_size = _SAMPLE.unpack_from(chunk, off + 8)
                 events.append((t / 1e9 + self.offset, chunk[off + 20:off + 20 + raw_size]))
             elif rtype == PERF_RECORD_LOST:
                 lost += struct.unpack_from("QQ", chunk, off + 8)[1]

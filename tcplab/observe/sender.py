@@ -138,12 +138,12 @@ def _make_log() -> TraceLog:
     # parsed while the lab's own threads want the interpreter: one unpack per record for all its
     # numbers, and each socket address decoded once.
     names = ("sport", "dport", "snd_cwnd", "ssthresh", "srtt", "snd_wnd", "snd_una", "snd_nxt")
+    order = sorted(names, key=lambda n: f[n][0])     # the record's layout order
     fmt, pos = "=", 0
-    for name in sorted(names, key=lambda n: f[n][0]):
+    for name in order:
         off, size = f[name]
         fmt, pos = fmt + f"{off - pos}x" + {2: "H", 4: "I"}[size], off + size
     numbers = struct.Struct(fmt)
-    order = sorted(names, key=lambda n: f[n][0])
     at = [order.index(n) for n in names]
     addresses: dict[bytes, str] = {}
 
