@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import ctypes.util
 import platform
-import shutil
 from dataclasses import dataclass
+
+from .. import tools
 
 
 @dataclass
@@ -50,8 +51,8 @@ def run_checks(access=None) -> list[Check]:
     checks.append(Check("sch_netem", ok, why + ("" if ok else
                         "; netem labs (delay, reorder, ...) will skip; random loss falls back to nftables"),
                         required=False))
-    nft_cli = shutil.which("nft")
-    checks.append(Check("nftables CLI", nft_cli is not None, nft_cli or "missing: apt-get install nftables"))
+    nft_cli = tools.find("nft")
+    checks.append(Check("nftables CLI", nft_cli is not None, nft_cli or tools.missing("nft")))
     ok, why = probe_nft()
     checks.append(Check("nftables (kernel, bridge family)", ok, why + ("" if ok else
                         "; targeted drops and the loss fallback need it (labs Q2, R1, half-open states)")))
@@ -84,14 +85,17 @@ def run_checks(access=None) -> list[Check]:
     checks.append(Check("state timeline", why is None, "sock:inet_sock_set_state through perf_event_open" if why is None
                         else f"{why}: labs that need the exact sequence of states skip; state checks poll sock_diag",
                         required=False))
-    for tool, pkg in (("bwrap", "bubblewrap"), ("setpriv", "util-linux"), ("prlimit", "util-linux")):
-        path = shutil.which(tool)
-        checks.append(Check(f"program {tool}", path is not None, path or f"missing: apt-get install {pkg} "
-                            "(the sandbox for student code; only grading needs it)", required=False))
-    for prog, pkg in (("curl", "curl"), ("nc", "netcat-openbsd"), ("socat", "socat"), ("tcpdump", "tcpdump")):
-        path = shutil.which(prog)
-        checks.append(Check(f"program {prog}", path is not None, path or f"missing: apt-get install {pkg} "
-                            "(only the external-program lab variants use it)", required=False))
+    from ..grading.sandbox import SANDBOX_TOOLS
+    for tool in SANDBOX_TOOLS:
+        path = tools.find(tool)
+        checks.append(Check(f"program {tool}", path is not None,
+                            path or tools.missing(tool, "the sandbox for student code; only grading needs it"),
+                            required=False))
+    for prog in ("curl", "nc", "socat", "tcpdump"):
+        path = tools.find(prog)
+        checks.append(Check(f"program {prog}", path is not None,
+                            path or tools.missing(prog, "only the external-program lab variants use it"),
+                            required=False))
     return checks
 
 

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 def vm_missing() -> str | None:
     """What the VM needs and this machine lacks, or None."""
     from .vm import VMError, default_kernel
-    if shutil.which("qemu-system-x86_64") is None:
+    from .. import tools
+    if tools.find("qemu-system-x86_64") is None:
         return "QEMU is not installed (the bundle's setup.sh, or  sudo ci/setup --vm, installs it)"
     try:
         default_kernel()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .. import tools
 from ..lab.where import GUEST_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,7 +135,7 @@ def scratch_dir(*keep: Path) -> str:
 
 
 def build_initramfs(kver: str, dest: Path, scratch: str = "/run") -> Path:
-    busybox = shutil.which("busybox") or "/bin/busybox"
+    busybox = tools.find("busybox") or "/bin/busybox"
     if not Path(busybox).exists():
         raise VMError("busybox is missing: apt-get install busybox-static (sudo ci/setup --vm)")
     order: list[str] = []
@@ -218,7 +219,7 @@ def guest_python() -> str:
 def run_vm(kernel: Path, guest: Guest, *, timeout: float, boot_timeout: float, keep: bool = False,
            accel: str = "auto", memory: str = "", cpus: int = 0, artifacts: Path | None = None) -> int:
     """Boot ``kernel``, run ``guest`` in it, return its exit status.  Every wait is bounded."""
-    qemu = shutil.which("qemu-system-x86_64")
+    qemu = tools.find("qemu-system-x86_64")
     if qemu is None:
         raise VMError("qemu-system-x86_64 is missing: run  sudo ci/setup --vm")
     if not os.access(kernel, os.R_OK):

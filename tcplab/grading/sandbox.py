@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import tools
 from ..errors import ConfigError, Unsupported, check_int
 from ..lab.process import Program
 
@@ -128,10 +129,13 @@ class Outcome:
         return "\n".join(parts)
 
 
+#: the programs the sandbox runs (bubblewrap, util-linux)
+SANDBOX_TOOLS = ("bwrap", "setpriv", "prlimit")
+
+
 def require_tools() -> None:
-    for tool, pkg in (("bwrap", "bubblewrap"), ("setpriv", "util-linux"), ("prlimit", "util-linux")):
-        if shutil.which(tool) is None:
-            raise Unsupported(f"the sandbox for student code needs {tool}: apt-get install {pkg} (or run ci/setup)")
+    for tool in SANDBOX_TOOLS:
+        tools.require(tool, "the sandbox for student code")
 
 
 def python_prefix() -> tuple[str, list[str]]:
@@ -190,7 +194,7 @@ class Sandbox:
             command = [exe, *command]
         elif command and command[0] == "python":
             command = [exe, *command[1:]]
-        bw = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        bw = [tools.require("bwrap", "the sandbox for student code"), "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
               "--unshare-cgroup-try", "--hostname", "student",
               "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
               "--symlink", "usr/lib", "/lib"]
@@ -223,7 +227,7 @@ class Sandbox:
         if self.caps:
             sp.append(f"--ambient-caps={keep.lstrip(',')}")
         limits = self.limits.prlimit_args(tasks_now=user_tasks(self.uid) if self.own_uid else 0)
-        return ["prlimit", *limits, *bw, "--", *sp, "--", *command]
+        return [tools.require("prlimit", "the sandbox for student code"), *limits, *bw, "--", *sp, "--", *command]
 
     def start(self, command: list[str], *, name: str = "student") -> Program:
         """Start ``command`` in the sandbox (``["client.py", "198.18.0.2", "7788"]`` runs that file

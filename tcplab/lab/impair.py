@@ -24,16 +24,17 @@ import errno
 import json
 import os
 import random
-import shutil
 import subprocess
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .. import tools
 from ..errors import ConfigError, TcplabError, Unsupported, check_int
 from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
 from ..observe.notation import flags_from_letters
 
 BACKENDS = ("auto", "netem", "nft")
+NFT_NEEDED_FOR = "the wire's exact drops and, without sch_netem, its random loss"
 DIRECTIONS = {">": "c2s", "c2s": "c2s", "client>server": "c2s", "<": "s2c", "s2c": "s2c",
               "server>client": "s2c"}
 #: the nftables match of the wire port a frame *enters* the bridge through, per direction (netem
@@ -222,12 +223,13 @@ def probe_netem() -> tuple[bool, str]:
 def probe_nft() -> tuple[bool, str]:
     if "nft" in _probe_cache:
         return _probe_cache["nft"]
-    if shutil.which("nft") is None:
-        result = (False, "the nft command is missing: apt-get install nftables (ci/setup installs it)")
+    nft = tools.find("nft")
+    if nft is None:
+        result = (False, tools.missing("nft", NFT_NEEDED_FOR))
     else:
         from .netns import Namespace
         with Namespace("nft-probe") as ns:
-            r = ns.run(subprocess.run, ["nft", "-f", "-"], input="table bridge probe {\n chain f {\n type filter "
+            r = ns.run(subprocess.run, [nft, "-f", "-"], input="table bridge probe {\n chain f {\n type filter "
                        "hook forward priority 0;\n tcp flags syn counter\n }\n}\n", capture_output=True, text=True)
         result = (r.returncode == 0, "nftables works" if r.returncode == 0 else
                   f"nft could not create a bridge table: {r.stderr.strip()} (kernel lacks nf_tables?)")
@@ -362,7 +364,7 @@ class WireImpairments:
         body = "\n    ".join(self._nft_rules)
         script = (f"flush ruleset\ntable bridge {self.TABLE} {{\n{chains}\n  chain forward {{\n    type filter "
                   f"hook forward priority 0; policy accept;\n    {body}\n  }}\n}}\n")
-        r = self.topo.wire.run(subprocess.run, ["nft", "-f", "-"], input=script, capture_output=True, text=True)
+        r = self.topo.wire.run(subprocess.run, [tools.require("nft", NFT_NEEDED_FOR), "-f", "-"], input=script, capture_output=True, text=True)
         if r.returncode != 0:
             raise TcplabError(f"nft rejected tcplab's rules: {r.stderr.strip()}\nrules:\n{script}")
 
@@ -371,7 +373,7 @@ class WireImpairments:
         for random loss (summed over directions)."""
         if not self._nft_rules:
             return {}
-        r = self.topo.wire.run(subprocess.run, ["nft", "-j", "list", "table", "bridge", self.TABLE],
+        r = self.topo.wire.run(subprocess.run, [tools.require("nft", NFT_NEEDED_FOR), "-j", "list", "table", "bridge", self.TABLE],
                                capture_output=True, text=True)
         if r.returncode != 0:
             raise TcplabError(f"nft list failed: {r.stderr.strip()}")

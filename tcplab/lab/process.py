@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+from .. import tools
 from ..errors import Unsupported, WaitTimeout
 
 PR_SET_PDEATHSIG = 1
@@ -51,9 +51,9 @@ class Program:
     @classmethod
     def start(cls, host, argv: list[str], *, stdin: bytes | None = None, env: dict | None = None,
               name: str | None = None) -> "Program":
-        exe = shutil.which(argv[0])
+        exe = tools.find(argv[0])
         if exe is None:
-            raise Unsupported(f"program {argv[0]!r} is not installed (run ci/setup, or apt-get install it)")
+            raise Unsupported(tools.missing(argv[0], "a program this lab runs"))
         name = name or Path(argv[0]).name
         base = Path(host.topo.workdir) / f"{host.name}-{name}-{os.getpid()}-{id(argv) & 0xffff:x}"
         out, err = base.with_suffix(".out"), base.with_suffix(".err")

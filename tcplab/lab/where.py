@@ -30,6 +30,8 @@ import select
 import signal
 from dataclasses import dataclass
 
+from ..tools import in_user_namespace
+
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 ROOT, ROOTLESS, VM = "root", "rootless", "vm"
 #: set in the VM guest's environment by tcplab.cli.vm
@@ -42,8 +44,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 #: what each mode cannot do here, said in the report header and by ``tcplab doctor``
 LIMITS = {
     ROOT: "",
-    ROOTLESS: "perf events (the kernel's state record: state checks poll sock_diag instead), "
-              "loading kernel modules, writing machine-wide sysctls",
+    ROOTLESS: "the kernel's tracepoints (its record of states and of the sender: the labs that read it "
+              "skip, naming the fix), loading kernel modules, writing machine-wide sysctls",
     VM: "QEMU emulates the CPU where KVM is unusable: expect runs several times slower",
 }
 
@@ -57,16 +59,6 @@ class Access:
     @property
     def ok(self) -> bool:
         return self.mode is not None
-
-
-def in_user_namespace() -> bool:
-    """True if this process is in a user namespace other than the machine's first one."""
-    try:
-        with open("/proc/self/uid_map") as f:
-            first = f.read().split()
-    except OSError:
-        return False
-    return first[:3] != ["0", "0", "4294967295"]
 
 
 def current() -> str | None:

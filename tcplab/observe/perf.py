@@ -39,6 +39,7 @@ from functools import lru_cache
 from typing import Callable
 
 from ..errors import CaptureIncomplete, Unsupported
+from ..tools import in_user_namespace
 
 PERF_TYPE_TRACEPOINT = 2
 PERF_SAMPLE_TIME, PERF_SAMPLE_RAW = 1 << 2, 1 << 10
@@ -55,11 +56,26 @@ _SAMPLE = struct.Struct("QI")   # a sample's time, then its raw data's size
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def unprivileged_reason(tracepoint: str) -> str:
+    """Why a process that is root only in a user namespace (rootless) cannot read ``tracepoint``,
+    and the real fix."""
+    try:
+        paranoid = open("/proc/sys/kernel/perf_event_paranoid").read().strip()
+    except OSError:
+        paranoid = "unknown"
+    return (f"the kernel's record ({tracepoint}) needs root in the machine's own namespaces: tracefs, for the "
+            f"tracepoint's id and layout, cannot be mounted in a user namespace, and perf events on tracepoints "
+            f"need CAP_PERFMON (kernel.perf_event_paranoid is {paranoid}; -1 would be needed); run these labs as "
+            "root (sudo pytest labs/) or in tcplab's VM, where the guest is root (pytest labs/ --tcplab-vm)")
+
+
 @lru_cache(maxsize=None)
 def tracepoint_layout(tracepoint: str, need: frozenset) -> tuple[int, dict[str, tuple[int, int]]]:
     """(id, {field: (offset, size)}) of ``tracepoint`` ("sock/inet_sock_set_state"), from tracefs
     (mounted, if it is not, in a private mount namespace of a child that exits at once)."""
     base = "/sys/kernel/tracing/events/" + tracepoint
+    if in_user_namespace():
+        raise Unsupported(unprivileged_reason(tracepoint))
     if os.path.isfile(base + "/id"):
         text = open(base + "/id").read() + open(base + "/format").read()
     else:
