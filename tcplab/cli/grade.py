@@ -4,7 +4,10 @@ Grades one submission, or a whole class (a folder with one subfolder per student
 on the machine's cores, with a progress bar.  Writes ``DIR/<student>/results.json`` (Gradescope's
 format, with each test's feedback, pcaps and ladder SVGs beside it) and ``DIR/grades.csv``.
 A broken submission scores 0 with the reason; it never stops the batch.  Exit status 0 once every
-submission has its results.json; 1 if the grader itself failed on one (its log.txt says why).  It runs as
+submission has its results.json; 1 if the grader itself failed on one (its log.txt says why); 4 if
+this machine could not run a test (a tool missing, namespaces refused, no VM): those submissions
+get no grade, and their results.json says "cannot grade here" with the reason, hidden from the
+student.  It runs as
 root, else rootless in a user namespace, else (a container that forbids namespaces) inside a VM
 booted by QEMU; student code itself runs only in the sandbox, with no privilege.
 """
@@ -74,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             from ..grading.results import cannot_grade_here
             cannot_grade_here(a.results_json, f"tcplab: {why}. Run the autograder's setup.sh (it installs "
                               "QEMU and a kernel), or grade on GitHub Classroom or a Linux machine "
-                              "(assignments/README.md).")
-            return EXIT_OK
+                              "(assignments/README.md)")
         return EXIT_ENV
     if access.mode != where.ROOT:
         print(f"tcplab grade: mode {access.mode} ({where.LIMITS[access.mode]})", file=sys.stderr)
@@ -88,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         bar = tqdm(total=len(subs), unit="submission", file=sys.stderr)
 
     def progress(g):
-        line = f"{g.student}: {g.score:g}/{g.max_score:g} ({g.status}{': ' + g.note if g.note else ''})"
+        from ..grading.results import CANNOT_GRADE
+        if g.status == CANNOT_GRADE:
+            line = f"{g.student}: no grade ({CANNOT_GRADE}: {g.note})"
+        else:
+            line = f"{g.student}: {g.score:g}/{g.max_score:g} ({g.status}{': ' + g.note if g.note else ''})"
         if bar is not None:
             bar.set_postfix_str(g.student[:20])
             bar.write(line, file=sys.stderr)
@@ -109,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     errors = [g.student for g in grades if g.status == "error"]
     if errors:   # the grader itself failed on these (their log.txt says why); scores are still written
         print(f"the grader failed on: {', '.join(errors)}", file=sys.stderr)
+    from ..grading.results import CANNOT_GRADE
+    no_grade = [g for g in grades if g.status == CANNOT_GRADE]
+    if no_grade:   # the machine's doing, never a score: the instructor fixes the machine and grades again
+        print(f"tcplab grade: {CANNOT_GRADE} ({len(no_grade)} of {len(grades)} submissions got no grade): "
+              f"{no_grade[0].note}", file=sys.stderr)
+        return EXIT_ENV
     return EXIT_FAILED if errors else EXIT_OK
 
 
@@ -146,7 +158,6 @@ def grade_in_vm(a: argparse.Namespace, subs: list[Path]) -> int:
         if a.results_json:
             from ..grading.results import cannot_grade_here
             cannot_grade_here(a.results_json, f"tcplab: {why}")
-            return EXIT_OK
         return rc
     first = a.out / subs[0].name / "results.json"
     if a.results_json and first.exists():

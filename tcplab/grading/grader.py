@@ -2,7 +2,9 @@
 ``results.json`` (Gradescope's format) and one line of ``grades.csv``.
 
 A submission that cannot be graded (a file missing, a syntax error) still gets its run: every
-test fails with that reason, so its results.json lists every test at 0 with feedback.  A run
+test fails with that reason, so its results.json lists every test at 0 with feedback.  A machine
+that cannot run a test (a tool missing, namespaces refused) gives no grade at all: status
+"cannot grade here", with the reason, never a score.  A run
 that crashes or exceeds its time keeps the tests that finished (results.json is rewritten after
 every test); a run that left nothing gets a results.json of our own with the reason.  Nothing a
 submission does stops the batch.
@@ -24,7 +26,7 @@ from typing import Callable, Iterable
 from ..errors import ConfigError
 from ..lab.process import stop_group
 from .assignment import Assignment
-from .results import cannot_grade_here
+from .results import CANNOT_GRADE, cannot_grade_here, is_cannot_grade
 
 CSV_FIELDS = ["student", "score", "max_score", "status", "results", "note"]
 
@@ -34,12 +36,14 @@ class Graded:
     student: str
     score: float
     max_score: float
-    status: str          # graded | ungradable | timeout | error
+    status: str          # graded | ungradable | timeout | error | cannot grade here
     results: Path
     note: str = ""
 
     def row(self, base: Path) -> dict:
-        return {"student": self.student, "score": f"{self.score:g}", "max_score": f"{self.max_score:g}",
+        no_grade = self.status == CANNOT_GRADE    # an empty cell, never a 0 a spreadsheet would average
+        return {"student": self.student, "score": "" if no_grade else f"{self.score:g}",
+                "max_score": "" if no_grade else f"{self.max_score:g}",
                 "status": self.status, "results": os.path.relpath(self.results, base), "note": self.note}
 
 
@@ -94,7 +98,10 @@ def grade_one(assignment: Assignment, submission: Path, out: Path, *, timeout: f
                 status, note = "timeout", f"grading stopped after {timeout:g} s; unfinished tests score 0"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if code not in (0, 1, None) and status == "graded":
+    no_grade = is_cannot_grade(json.loads(results.read_text())) if results.exists() else ""
+    if no_grade:
+        status, note = CANNOT_GRADE, no_grade
+    elif code not in (0, 1, None) and status == "graded":
         status, note = "error", f"pytest exited with status {code}: see {out / 'log.txt'}"
     if not results.exists():
         tail = (out / "log.txt").read_text(errors="replace")[-800:]

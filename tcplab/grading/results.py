@@ -32,6 +32,9 @@ class TestResult:
     visibility: str = "visible"
     extra_data: dict = field(default_factory=dict)   # ladders and pcaps, relative to results.json
     ran: bool = False
+    #: why the test could not run on this machine (a tool missing, namespaces refused, the
+    #: kernel's record unreadable): then it has no score at all, and the run cannot be graded
+    not_run: str = ""
 
     def reason(self) -> str:
         """One line for the score table."""
@@ -61,10 +64,23 @@ class Gradebook:
         return round(sum(t.score for t in self.tests.values()), 4)
 
     @property
+    def cannot_grade(self) -> str:
+        """Why this run is no grade (tests that could not run on this machine), or ""."""
+        not_run = [t for t in self.tests.values() if t.not_run]
+        if not not_run:
+            return ""
+        reasons = list(dict.fromkeys(t.not_run for t in not_run))
+        return (f"{len(not_run)} of {len(self.tests)} tests could not run on this machine: "
+                + "; ".join(reasons))
+
+    @property
     def max_score(self) -> float:
         return round(sum(t.max_score for t in self.tests.values()), 4)
 
     def as_gradescope(self) -> dict:
+        why = self.cannot_grade
+        if why:
+            return cannot_grade_payload(why, int(time.monotonic() - self.started))
         return {
             "score": self.score,
             "execution_time": int(time.monotonic() - self.started),
@@ -88,9 +104,15 @@ class Gradebook:
         width = max([len(t.name) for t in self.tests.values()] + [4])
         rows = [f"{'test':<{width}}  {'points':>6}  {'max':>5}  reason"]
         for t in self.tests.values():
+            if t.not_run:
+                rows.append(f"{t.name:<{width}}  {'-':>6}  {t.max_score:>5g}  not run here: {t.not_run[:100]}")
+                continue
             why = "" if t.score == t.max_score and t.status == "passed" else t.reason()
             rows.append(f"{t.name:<{width}}  {t.score:>6g}  {t.max_score:>5g}  {why}")
-        rows.append(f"{'total':<{width}}  {self.score:>6g}  {self.max_score:>5g}")
+        if self.cannot_grade:
+            rows.append(f"{'total':<{width}}  {'-':>6}  {self.max_score:>5g}  {CANNOT_GRADE}: not a score")
+        else:
+            rows.append(f"{'total':<{width}}  {self.score:>6g}  {self.max_score:>5g}")
         return "\n".join(rows)
 
 
@@ -110,8 +132,28 @@ def classroom_payload(results: dict) -> dict:
                                            "line_no": 0, "execution_time": ""}]}
 
 
+#: the first words of results.json's output, and the grade's status, when a run is no grade
+CANNOT_GRADE = "cannot grade here"
+
+
+def cannot_grade_payload(why: str, execution_time: int = 0) -> dict:
+    """Gradescope's results.json for a run that is no grade: hidden from the student (the
+    whole result's ``visibility``), score 0 only because the format needs one, and the reason
+    with its fix for the instructor; ``extra_data.tcplab`` marks it for tools."""
+    return {"score": 0, "execution_time": execution_time, "visibility": "hidden", "stdout_visibility": "hidden",
+            "output": f"{CANNOT_GRADE}: {why}. This is not the student's score: nothing was graded. Fix the "
+                      "machine and grade again.",
+            "extra_data": {"tcplab": CANNOT_GRADE, "why": why}, "tests": []}
+
+
+def is_cannot_grade(results: dict) -> str:
+    """The reason a results.json is no grade, or ""."""
+    extra = results.get("extra_data") or {}
+    return extra.get("why", "") if extra.get("tcplab") == CANNOT_GRADE else ""
+
+
 def cannot_grade_here(path: Path, why: str) -> None:
-    """results.json for a platform where the labs cannot run: score 0 and one line for the
-    instructor, so the platform shows the reason instead of a crash."""
+    """Write :func:`cannot_grade_payload` to ``path``: the platform shows the reason instead of
+    a crash or a score."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"score": 0, "output": why, "tests": []}, indent=2))
+    path.write_text(json.dumps(cannot_grade_payload(why), indent=2))

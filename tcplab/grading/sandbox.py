@@ -138,6 +138,10 @@ def require_tools() -> None:
         tools.require(tool, "the sandbox for student code")
 
 
+#: what student code may import besides the standard library (assignment 2 sends with Scapy)
+STUDENT_PACKAGES = ("scapy",)
+
+
 def python_prefix() -> tuple[str, list[str]]:
     """The interpreter student code runs with (this one, so Scapy is there) and the folders it
     needs read-only besides /usr."""
@@ -148,7 +152,27 @@ def python_prefix() -> tuple[str, list[str]]:
     for p in (sys.base_prefix, os.path.dirname(os.path.realpath(exe))):
         if not p.startswith("/usr"):
             binds.append(p)
-    return exe, binds
+    return exe, binds + [p for p in package_roots() if not any(_inside(p, b) for b in binds)]
+
+
+def package_roots() -> list[str]:
+    """The sys.path folders that hold :data:`STUDENT_PACKAGES`, outside /usr: a user's
+    ``pip install --user`` site, or a folder a ``.pth`` file adds.  Only those folders: the
+    grader's other paths (the assignment's hidden tests) stay out of the sandbox."""
+    import importlib.util
+    roots = []
+    for name in STUDENT_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = os.path.dirname(os.path.realpath(list(spec.submodule_search_locations)[0]))
+        if not root.startswith("/usr/") and root not in roots:
+            roots.append(root)
+    return roots
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 class Sandbox:
@@ -194,7 +218,8 @@ class Sandbox:
             command = [exe, *command]
         elif command and command[0] == "python":
             command = [exe, *command[1:]]
-        bw = [tools.require("bwrap", "the sandbox for student code"), "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        bw = [tools.require("bwrap", "the sandbox for student code"), "--die-with-parent", "--new-session",
+              "--unshare-pid", "--unshare-ipc", "--unshare-uts",
               "--unshare-cgroup-try", "--hostname", "student",
               "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
               "--symlink", "usr/lib", "/lib"]
@@ -218,6 +243,8 @@ class Sandbox:
                "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "PYTHONUNBUFFERED", "1",
                "--setenv", "LANG", "C.UTF-8",
                "--cap-drop", "ALL"]     # bwrap run by root keeps every capability unless told
+        if package_roots():            # found through a .pth or the user's site, which differ inside
+            bw += ["--setenv", "PYTHONPATH", os.pathsep.join(package_roots())]
         for cap in ("SETUID", "SETGID", "SETPCAP", *(c.upper() for c in self.caps)):   # one per flag
             bw += ["--cap-add", f"CAP_{cap}"]
         keep = "".join(f",+{c}" for c in self.caps)

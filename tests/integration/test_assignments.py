@@ -119,3 +119,30 @@ def test_recovery_answers_that_are_not_answers_score_zero(tmp_path):
     assert "write exactly one line" in out["cubic_middle_loss"]
     assert "the ssthresh is a number of segments" in out["tail_loss"]
     assert "the ssthresh is a number of segments" in out["whole_flight_lost"]
+
+
+def test_a_machine_without_a_tool_gives_no_grade_never_a_score(tmp_path):
+    """A machine made to lack nft (a private mount namespace puts /dev/null over it): every
+    reference is graded "cannot grade here" with the tool, its package and who installs it; exit
+    4; results.json hidden from the student, with no score of the student's; grades.csv leaves the
+    score empty."""
+    nft = "/usr/sbin/nft"
+    if not Path(nft).exists():
+        pytest.skip("nft is not at /usr/sbin/nft here: sudo ci/setup installs it")
+    for assignment in ASSIGNMENTS:
+        out = tmp_path / assignment.name
+        argv = [sys.executable, "-m", "tcplab", "grade", str(assignment), str(assignment / "reference"), "--out",
+                str(out), "--no-progress", "--results-json", str(out / "gradescope.json")]
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            f'mount --bind /dev/null {nft} && exec "$@"', "hide-nft", *argv],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 4, r.stderr
+        assert "no grade (cannot grade here:" in r.stderr and "the nft command is not installed" in r.stderr
+        assert "apt-get install nftables" in r.stderr and "Traceback" not in r.stderr
+        for res in (out / "reference" / "results.json", out / "gradescope.json"):
+            data = json.loads(res.read_text())
+            assert data["output"].startswith("cannot grade here:") and "nft" in data["output"], data
+            assert data["visibility"] == "hidden" and data["tests"] == [], data
+            assert data["extra_data"]["tcplab"] == "cannot grade here"
+        row = next(csv.DictReader(open(out / "grades.csv")))
+        assert (row["score"], row["status"]) == ("", "cannot grade here"), row

@@ -73,6 +73,19 @@ def test_grading_rootless_is_sandboxed(user):
     assert leftovers(user.home, uids={user.uid}) == []
 
 
+def test_every_reference_gets_full_marks_rootless(user):
+    """Graded as the student's own machine grades it (a login shell, no sudo): each assignment's
+    reference gets every point, and nothing is "cannot grade here"."""
+    import csv
+    for assignment in sorted(p.parent for p in (user.repo / "assignments").glob("*/assignment.toml")):
+        out = user.home / "grades" / assignment.name
+        r = user.run(["tcplab", "grade", str(assignment), str(assignment / "reference"), "--out", str(out),
+                      "--no-progress"], timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        row = next(csv.DictReader(open(out / "grades.csv")))
+        assert row["status"] == "graded" and float(row["score"]) == float(row["max_score"]) > 0, (row, r.stderr)
+
+
 def test_no_namespace_at_all_says_what_works_in_one_line(user):
     """User namespaces refused (TCPLAB_USERNS=0 here; Docker's seccomp profile does it for real,
     below): the labs stop at once, in one line naming sudo and --tcplab-vm."""

@@ -86,11 +86,16 @@ def fresh_user(top: Path, with_repo: tuple[str, ...] = ("labs", "tests/integrati
     top.mkdir(parents=True, exist_ok=True)
     home = top / "home"
     _locked([USERADD, "--create-home", "--home-dir", str(home), "--shell", "/bin/bash", "--user-group", name])
+    pw = pwd.getpwnam(name)
     try:
-        pw = pwd.getpwnam(name)
         yield install_for(top, name, pw.pw_uid, pw.pw_gid, home, with_repo)
     finally:
         subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        # what the user's own runs made in the shared folders (pytest's /tmp/pytest-of-NAME):
+        # the uid is this test's alone, so everything it owns there goes with it
+        for shared in ("/tmp", "/var/tmp", "/dev/shm"):
+            subprocess.run(["find", shared, "-mindepth", "1", "-maxdepth", "1", "-uid", str(pw.pw_uid),
+                            "-exec", "rm", "-rf", "{}", "+"], capture_output=True)
         _locked([USERDEL, "--remove", name])
 
 

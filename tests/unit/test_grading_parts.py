@@ -1,5 +1,7 @@
 """Grading without the kernel: predictions scored field by field, assignment folders and their
 preflight, sandbox limits, the Classroom payload."""
+import json
+
 import pytest
 
 from tcplab import ConfigError, Trace
@@ -133,3 +135,18 @@ def test_time_limits_stretch_where_the_cpu_is_emulated(monkeypatch):
     assert vm_scale("tcg") == 10 and vm_scale("kvm") == 2
     monkeypatch.setattr("tcplab.cli.vm.cgroup_limits", lambda: (None, None))
     assert vm_scale("tcg") == 5 and vm_scale("kvm") == 1
+
+
+def test_a_test_that_could_not_run_makes_the_run_no_grade(tmp_path):
+    from tcplab.grading import Gradebook, TestResult
+    from tcplab.grading.results import is_cannot_grade
+    book = Gradebook(tmp_path / "results.json")
+    book.record(TestResult("a", 5, 5, "passed"))
+    book.write()
+    assert json.loads((tmp_path / "results.json").read_text())["score"] == 5
+    assert book.cannot_grade == ""
+    book.record(TestResult("b", 3, 0, "failed", not_run="the nft command is not installed"))
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert is_cannot_grade(data) == "1 of 2 tests could not run on this machine: the nft command is not installed"
+    assert data["tests"] == [] and data["visibility"] == "hidden"
+    assert "not run here: the nft command" in book.table() and "not a score" in book.table()
