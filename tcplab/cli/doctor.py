@@ -52,10 +52,10 @@ def run_checks(access=None) -> list[Check]:
                         "; netem labs (delay, reorder, ...) will skip; random loss falls back to nftables"),
                         required=False))
     nft_cli = tools.find("nft")
-    checks.append(Check("nftables CLI", nft_cli is not None, nft_cli or tools.missing("nft")))
+    checks.append(Check("nftables CLI", nft_cli is not None, nft_cli or tools.missing("nft"), required=False))
     ok, why = probe_nft()
     checks.append(Check("nftables (kernel, bridge family)", ok, why + ("" if ok else
-                        "; targeted drops and the loss fallback need it (labs Q2, R1, half-open states)")))
+                        "; the labs with exact drops or random loss skip, saying so"), required=False))
     pcap = ctypes.util.find_library("pcap")
     checks.append(Check("libpcap", pcap is not None,
                         pcap or "missing: apt-get install libpcap0.8 (Scapy BPF filters; tcplab works without)",
@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     elif ready:
         print(f"  backend for statistical impairments: {chosen_backend()} "
               f"(override with TCPLAB_BACKEND=netem|nft or --tcplab-backend)")
-        print("labs can run: pytest labs/  (as root, or as yourself: rootless where user namespaces work)")
+        absent = [c.name for c in checks if not c.ok]
+        print("labs can run: pytest labs/  (as root, or as yourself: rootless where user namespaces work)"
+              + (f"; the labs that need what is absent here ({', '.join(absent)}) skip, each saying why" if absent
+                 else ""))
     else:
         print("labs cannot run until the MISSING items are fixed (sudo ci/setup installs the packages)")
     return 0 if ready else 4

@@ -63,6 +63,36 @@ def test_doctor_as_root_exits_0_and_without_namespaces_exits_4():
         in r.stdout and "sudo ci/setup --vm" in r.stdout and "qemu" in r.stdout.lower()
 
 
+def test_doctor_as_root_tells_what_the_labs_then_do(tmp_path):
+    """Root: doctor's verdict and absent items explain the state and loss labs' run (which
+    need the kernel's record and nftables)."""
+    from .doctor_check import doctor_explains_the_run
+    doctor = tcplab("doctor")
+    labs = subprocess.run([sys.executable, "-m", "pytest", "labs/test_states.py", "labs/test_loss.py", "-rs", "-q",
+                           "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'bt'}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=280)
+    doctor_explains_the_run(doctor.stdout, doctor.returncode, labs.stdout + labs.stderr, labs.returncode)
+
+
+def test_doctor_without_nft_tells_what_the_labs_then_do(tmp_path):
+    """A machine made to lack nft (/dev/null over it, in a private mount namespace): doctor names
+    it absent with its package, and the loss labs skip for that reason and no other."""
+    from .doctor_check import doctor_explains_the_run
+    if not Path("/usr/sbin/nft").exists():
+        pytest.skip("nft is not at /usr/sbin/nft here: sudo ci/setup installs it")
+
+    def hidden(*argv):
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               'mount --bind /dev/null /usr/sbin/nft && exec "$@"', "hide-nft", *argv], cwd=REPO,
+                              capture_output=True, text=True, timeout=280)
+    doctor = hidden(sys.executable, "-m", "tcplab", "doctor")
+    assert "absent  nftables CLI: the nft command is not installed" in doctor.stdout, doctor.stdout
+    labs = hidden(sys.executable, "-m", "pytest", "labs/test_loss.py", "labs/test_handshake.py", "-rs", "-q",
+                  "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'bt'}")
+    assert "SKIPPED" in labs.stdout and " passed" in labs.stdout, labs.stdout
+    doctor_explains_the_run(doctor.stdout, doctor.returncode, labs.stdout + labs.stderr, labs.returncode)
+
+
 def test_coverage_from_a_junit_file(tmp_path):
     junit = tmp_path / "labs.xml"
     r = subprocess.run([sys.executable, "-m", "pytest", "labs/test_reset.py", "-q", "-p", "no:cacheprovider",

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from .test_sandbox import ASSIGNMENT, check_hostile_grades, leftovers, root_namespace, write_class
+from .doctor_check import doctor_explains_the_run
 from .unprivileged import fresh_user
 
 pytestmark = pytest.mark.needs_root
+REPO = Path(__file__).resolve().parents[2]
 DOCKERLIKE = Path(__file__).parent / "dockerlike.py"
 #: the labs that need the kernel's exact record of states, which needs tracefs and perf events on
 #: tracepoints (root in the machine's namespaces); rootless they skip with this reason and its fix,
@@ -57,6 +59,8 @@ def test_labs_run_rootless_in_a_login_shell(user):
     total = int(re.search(r"(\d+) tests? collected", collected.stdout).group(1))
     assert counts.get("passed", 0) == total - counts.get("skipped", 0) and "failed" not in counts, out[-3000:]
     assert counts.get("passed", 0) > state_runs > 0, counts
+    doctor = user.run(["tcplab", "doctor"])
+    doctor_explains_the_run(doctor.stdout, doctor.returncode, out, r.returncode)
 
 
 def test_grading_rootless_is_sandboxed(user):
@@ -84,6 +88,40 @@ def test_every_reference_gets_full_marks_rootless(user):
         assert r.returncode == 0, r.stdout + r.stderr
         row = next(csv.DictReader(open(out / "grades.csv")))
         assert row["status"] == "graded" and float(row["score"]) == float(row["max_score"]) > 0, (row, r.stderr)
+
+
+def clone_for(user) -> Path:
+    """The checkout as the student clones it: their own, in their home."""
+    repo = user.home / "tcplab"
+    shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info",
+                                                              "ci-artifacts", ".pytest_cache"))
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", str(repo)], check=True)
+    return repo
+
+
+def test_a_student_without_sudo_sets_up_and_runs_the_labs_with_one_command(user):
+    """The Quick start's command for a student: ci/labs in their own clone, no sudo, on a
+    machine where the Debian packages are installed: it makes the venv and runs the labs."""
+    repo = clone_for(user)
+    r = user.run(["ci/labs", "-k", "three_way or reset", "-rs"], cwd=repo, timeout=600)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert "creating virtual environment .venv/" in out and "mode rootless" in out
+    assert re.search(r"\d+ passed", out) and "SKIPPED" not in out, out[-3000:]
+    assert "run  sudo" not in out and "must run as root" not in out, out[:3000]
+
+
+def test_a_student_without_sudo_is_told_which_packages_are_missing_and_who_installs_them(user):
+    """Packages missing (an empty /usr/sbin, in a private mount namespace): ci/setup without sudo
+    installs nothing, names each missing package and the administrator's command, exit 3."""
+    repo = clone_for(user)
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        'mount -t tmpfs tmpfs /usr/sbin && exec su - "$1" -c "cd $2 && ci/setup"', "empty-sbin",
+                        user.name, str(repo)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "these Debian packages are missing: nftables iproute2" in r.stderr
+    assert "an administrator runs  sudo apt-get install nftables iproute2" in r.stderr
+    assert not (repo / ".venv").exists()
 
 
 def test_no_namespace_at_all_says_what_works_in_one_line(user):

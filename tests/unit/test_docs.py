@@ -134,3 +134,14 @@ def test_the_reference_has_every_command_and_option():
             f"docs/reference.md: tcplab {name} is missing or its --help changed (regenerate the page)"
     for option in re.findall(r'addoption\("(--[\w-]+)"', pytest_options()):
         assert f"`{option}" in page, f"docs/reference.md lacks the pytest option {option}"
+
+
+def test_the_students_package_list_is_ci_setups():
+    """The README's apt-get line for an administrator names exactly the packages ci/setup checks
+    by default (and python3-venv, which it needs for the venv)."""
+    setup = (REPO / "ci" / "setup").read_text()
+    block = setup[setup.index("pkgs=("):setup.index("\n)\n", setup.index("pkgs=("))]
+    wanted = set(re.findall(r'"([a-z0-9.+-]+):', block)) | {"python3-venv"}
+    readme = " ".join((REPO / "README.md").read_text().split())
+    listed = re.search(r"`sudo apt-get install ([a-z0-9.+ -]+)`", readme).group(1).split()
+    assert set(listed) == wanted, (listed, wanted)
