@@ -401,7 +401,7 @@ def test_slow_start_doubles_the_flight_every_round_trip(hosts, family):
     hosts.server.quickack(True)
     hosts.impair(both=Netem(delay=20))
     import socket
-    with hosts.capture(bulk=True) as cap:
+    with hosts.capture(bulk=True, sender=True) as cap:
         client, peer = _connect(hosts, family, listener_rcvbuf=4 << 20)
         # the whole transfer fits in the send buffer at once, so only cwnd limits the flights
         # (on an emulated CPU the writing thread could not refill a small buffer in time)

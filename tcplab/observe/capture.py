@@ -218,6 +218,9 @@ class BothEnds:
 
     # -- the kernel's record, kept alongside (tcplab.observe.kernel) ------------------------
     _kernel = None
+    #: keep the kernel's sender record too (``tcp:tcp_probe`` on every segment a socket
+    #: receives); off unless asked for, since a bulk transfer pays for every record
+    sender = False
 
     @property
     def kernel(self):
@@ -234,7 +237,7 @@ class BothEnds:
         return Path(self.topo.workdir) / f"{self.name}-sender.json"
 
     def _record_kernel(self) -> None:
-        self.kernel.start(self.topo)
+        self.kernel.start(self.topo, sender=self.sender)
 
     def _collect_kernel(self) -> None:
         self.kernel.stop(self.topo)
@@ -270,10 +273,11 @@ class Capture(BothEnds):
         cap.trace.connection(port=7788).expect(...)
     """
 
-    def __init__(self, topo, *, name: str = "capture", flush_timeout: float = 3.0,
+    def __init__(self, topo, *, name: str = "capture", sender: bool = False, flush_timeout: float = 3.0,
                  ready_timeout: float = 5.0):
         self.topo = topo
         self.name = name
+        self.sender = sender
         self.flush_timeout = flush_timeout
         self.ready_timeout = ready_timeout
         self.paths = {h.name: Path(topo.workdir) / f"{name}-{h.name}.pcap" for h in topo.hosts}

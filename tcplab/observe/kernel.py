@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import CaptureIncomplete, TcplabError, Unsupported
+from ..errors import CaptureIncomplete, ConfigError, TcplabError, Unsupported
+
+#: what :meth:`KernelRecord.sender` says when the capture was not asked to keep it
+NOT_ASKED = ("the kernel's sender record was not kept: this capture was started without sender=True; "
+             "start it with hosts.capture(sender=True) (or capture(bulk=True, sender=True)) to record it")
 
 
 class KernelRecord:
@@ -29,7 +33,9 @@ class KernelRecord:
         self._states = self._probes = self._sampler = None
 
     # -- recording --------------------------------------------------------------------
-    def start(self, topo) -> None:
+    def start(self, topo, *, sender: bool = False) -> None:
+        """Record the state changes of ``topo``'s sockets, and with ``sender`` their sender record
+        too (else :meth:`sender` says how to ask for it)."""
         from .sender import SAMPLED, TRACED, Sampler, probe_log
         from .states import state_log
         addresses = {h.addr(f) for h in topo.hosts for f in (4, 6)}
@@ -37,6 +43,9 @@ class KernelRecord:
             self._states = state_log().subscribe(addresses)
         except Unsupported as exc:
             self.states_unavailable = exc.reason
+        if not sender:
+            self.sender_error = ConfigError(NOT_ASKED)
+            return
         try:
             self._probes, self.sender_source = probe_log().subscribe(addresses), TRACED
         except Unsupported:
@@ -44,6 +53,9 @@ class KernelRecord:
 
     def stop(self, topo) -> None:
         """Stop recording; keep what the kernel said (a dropped record becomes the reason)."""
+        if self._states is not None or self._probes is not None:
+            from .perf import settle
+            settle()       # the records of changes the lab already saw are all written
         states, self._states = self._states, None
         if states is not None:
             try:
@@ -60,7 +72,8 @@ class KernelRecord:
                 self.samples = probes.close()
             elif sampler is not None:
                 self.samples = sampler.close()
-            self.sender_error = None
+            if probes is not None or sampler is not None:
+                self.sender_error = None
         except CaptureIncomplete as exc:
             self.sender_error = exc
 
@@ -99,6 +112,8 @@ class KernelRecord:
         from .sender import socket_record
         if self.samples is None:
             err = self.sender_error or Unsupported("nothing was recorded")
+            if isinstance(err, ConfigError):
+                raise ConfigError(str(err))
             what = "incomplete" if isinstance(err, CaptureIncomplete) else "not available"
             raise type(err)(f"the kernel's sender record is {what}: {err}")
         return socket_record(self.samples, self.sender_source, local, remote)

@@ -49,6 +49,8 @@ PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_DISABLE = 0x2400, 0x2401
 CLOCK_MONOTONIC = 1
 PERF_FLAG_FD_CLOEXEC = 8
 NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
+NR_MEMBARRIER = {"x86_64": 324, "aarch64": 283}
+MEMBARRIER_CMD_GLOBAL = 1
 DRAIN_EVERY = 0.05              # seconds: the reader drains at least this often
 _HEADER = struct.Struct("IHH")  # struct perf_event_header: type, misc, size
 _SAMPLE = struct.Struct("QI")   # a sample's time, then its raw data's size
@@ -202,6 +204,23 @@ class TracepointReader:
         for fd in self.fds:
             os.close(fd)
         self.maps, self.fds = [], []
+
+
+def settle() -> None:
+    """Wait until every tracepoint record whose writing began before this call is published.
+
+    A CPU publishes a record (moves its buffer's ``data_head``) only once it has written it,
+    with preemption disabled; a drain that reads while another CPU is inside such a write leaves
+    that record for later.  In a VM the host can deschedule that vCPU mid-write for
+    milliseconds, and a lab may also see a change's effect before its record is written
+    (``tcp_done_with_error()`` sets the socket's error, which poll() reports, then closes it,
+    which fires the tracepoint).  An RCU grace period ends only when every CPU has left the
+    preemption-disabled regions it was in: ``membarrier(MEMBARRIER_CMD_GLOBAL)`` waits for one
+    (``synchronize_rcu()``, 8-16 ms here).  Called before a capture's last drain.  Where the
+    call is refused (nohz_full CPUs), nothing can be waited for and this returns."""
+    nr = NR_MEMBARRIER.get(platform.machine())
+    if nr is not None:
+        _libc.syscall(nr, MEMBARRIER_CMD_GLOBAL, 0, 0)
 
 
 class Subscription:

@@ -130,18 +130,17 @@ class Connection:
 
     # -- the kernel's state changes (recorded by a topology's capture) ----------------------
 
-    def states(self, *, allow_gaps: bool = False) -> dict[str, list]:
+    def states(self) -> dict[str, list]:
         """Each side's state changes, as the kernel logged them (``sock:inet_sock_set_state``):
         ``{"client": [StateChange, ...], "server": [...]}`` in time order.  Raises
         :class:`~tcplab.Unsupported` where the kernel has no tracing, and CaptureIncomplete where
-        the record has a gap, unless ``allow_gaps`` (a lab that asserts one change, e.g. the
-        last, and proves the states before it otherwise)."""
+        the record has a gap: a record is complete or an error, never a sequence with a hole."""
         mine = self.kernel.states_between(self.client, self.server)
         out = {side: [e for e in mine if e.local == (self.client if side == "client" else self.server)]
                for side in ("client", "server")}
         from .states import gaps
         broken = gaps(out["client"]) + gaps(out["server"])
-        if broken and not allow_gaps:
+        if broken:
             from ..errors import CaptureIncomplete
             raise CaptureIncomplete("the kernel's record of state changes has gaps, so no sequence is given: "
                                     + "; ".join(broken))

@@ -91,6 +91,41 @@ def test_bulk_capture_is_complete_for_a_large_transfer(hosts):
     assert fields(offline.connection(port=5001)) == fields(conn)
 
 
+def test_bulk_capture_spills_blocks_while_the_traffic_runs_and_loses_none(hosts, monkeypatch):
+    """While the traffic runs, the ring's blocks go whole to a spill file (no GIL held, no object
+    per frame); at stop they become records before anything else, the flush's markers among
+    them, and the file goes.  Forced here on every tick of the reader, not only at half full."""
+    from pathlib import Path
+    from tcplab import until
+    from tcplab.observe import ring
+    monkeypatch.setattr(ring._End, "half_full", lambda self: True)
+    spilled = []
+    real = ring._End.read_ready_blocks
+
+    def counting(self, convert=True):
+        n = real(self, convert)
+        if not convert and n:
+            spilled.append(n)
+        return n
+    monkeypatch.setattr(ring._End, "read_ready_blocks", counting)
+    nbytes = 5_000_000
+    with hosts.capture(bulk=True) as cap:
+        srv = hosts.server.listen(port=5001)
+        client = hosts.client.connect(srv.address)
+        peer = srv.accept()
+        sending = client.send(bytes(nbytes), wait=False)
+        assert len(peer.recv_exactly(nbytes, timeout=60)) == nbytes
+        sending.wait(30)
+        until(lambda: spilled, 5, "the reader to spill a block while the capture runs")
+        assert list(Path(hosts.workdir).glob(".capture-*.ring")), "the spilled blocks are not in their file"
+    assert spilled and sum(spilled) > 1000, spilled
+    assert all(st["dropped"] == 0 for st in cap.stats.values()), cap.stats
+    conn = cap.trace.connection(port=5001)
+    assert sum(s.length for s in conn if conn.side(s) == "client") >= nbytes
+    assert conn.segments[-1].time >= conn.segments[0].time
+    assert not list(Path(hosts.workdir).glob(".capture-*.ring")), "the spill files were left behind"
+
+
 def test_bulk_capture_validates_its_arguments(hosts):
     from tcplab import ConfigError
     with pytest.raises(ConfigError, match="snaplen=20 is out of range"):

@@ -117,7 +117,7 @@ from tcplab import Drop
 
 @pytest.mark.lab("T4", points=2)
 def test_a_bulk_transfer_without_retransmissions(hosts):
-    with hosts.capture() as cap:
+    with hosts.capture(sender=True) as cap:
         srv = hosts.server.listen(7789)
         client = hosts.client.connect(srv.address)
         peer = srv.accept()

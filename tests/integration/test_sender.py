@@ -34,7 +34,7 @@ def test_the_record_lines_up_with_the_wire_at_a_fast_retransmit(hosts):
     an acknowledgement the client received."""
     for h in hosts.hosts:
         h.rto_min(200)
-    with hosts.one_cpu(), hosts.capture() as cap:
+    with hosts.one_cpu(), hosts.capture(sender=True) as cap:
         client, _ = _transfer(hosts, drops=[Drop(">", "*", nth=4, payload=True)])
     conn = cap.trace.connection(port=PORT)
     record = conn.sender("client")
@@ -75,7 +75,7 @@ def test_ssthresh_is_the_threshold_itself_after_recovery(hosts):
     after one loss and no other the threshold stays where recovery set it while cwnd grows."""
     for h in hosts.hosts:
         h.rto_min(200)
-    with hosts.one_cpu(), hosts.capture() as cap:
+    with hosts.one_cpu(), hosts.capture(sender=True) as cap:
         _transfer(hosts, 600_000, both=Netem(delay=5), drops=[Drop(">", "*", nth=30, payload=True)])
     conn = cap.trace.connection(port=PORT)
     record = conn.sender("client")
@@ -88,7 +88,7 @@ SAMPLED = '''
 from tcplab import Netem
 
 def test_sampled(hosts):
-    with hosts.capture() as cap:
+    with hosts.capture(sender=True) as cap:
         srv = hosts.server.listen(7788)
         client = hosts.client.connect(srv.address)
         peer = srv.accept()
@@ -115,3 +115,24 @@ def test_without_perf_events_the_record_is_sampled(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:]
     assert [t.get("name") for t in ET.parse(junit).iter("testcase")] == ["test_sampled"]
+
+
+def test_a_capture_not_asked_for_the_sender_record_says_how_to_ask(hosts):
+    """The sender record costs a record per segment: a capture keeps it only with sender=True,
+    and conn.sender() on one without says so and how to ask, instead of an empty record."""
+    from tcplab import ConfigError
+    from tcplab.observe.sender import probe_log
+    with hosts.capture() as cap:
+        srv = hosts.server.listen(7788)
+        client = hosts.client.connect(srv.address)
+        peer = srv.accept()
+        client.sock.sendall(bytes(20_000))
+        assert peer.recv_exactly(20_000, timeout=10)
+        try:
+            subscribed = bool(probe_log().subs)
+        except Exception:
+            subscribed = False
+        assert not subscribed, "the sender tracepoint recorded for a capture that did not ask for it"
+    with pytest.raises(ConfigError, match=r"not kept: .*hosts.capture\(sender=True\)"):
+        cap.trace.connection(port=7788).sender("client")
+    assert not cap.sender_path.exists()

@@ -16,7 +16,7 @@ import pytest
 
 @pytest.mark.parametrize("n", range(12))
 def test_same_ports_everywhere(hosts, n, record_property):
-    with hosts.capture() as cap:
+    with hosts.capture(sender=True) as cap:
         server = hosts.server.listen(port=7788)
         client = hosts.client.connect(server.address, port=40000)   # the same 4-tuple ports in every lab
         peer = server.accept()
@@ -114,7 +114,12 @@ def test_the_tracepoints_record_only_while_a_capture_subscribes():
         assert heads() == before, "records were written while nobody subscribed"
         with topo.capture():
             exchange(topo)
+        states_only = heads()
+        assert states_only[0] > before[0], "a capture's state changes were not written"
+        assert states_only[1] == before[1], "sender records were written for a capture that did not ask"
+        with topo.capture(sender=True):
+            exchange(topo)
         after = heads()
-        assert all(a > b for a, b in zip(after, before)), "a capture's records were not written"
+        assert all(a > b for a, b in zip(after, states_only)), "a capture's records were not written"
         exchange(topo)
         assert heads() == after, "records were written after the capture stopped"
