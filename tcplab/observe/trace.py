@@ -23,6 +23,27 @@ from .expect import Expectation   # expect.py names Connection and Segment for t
 from .notation import (FLAG_BITS, FLAG_LETTERS, LETTER_TO_NAME, MOD, flags_from_bits,  # noqa: F401
                        flags_from_letters, letters, render_options)
 
+class Segments(list):
+    """Segments of one connection: a list, printed as the ladder numbers them, in the notation
+    (``#5 0.212s > P. 1:1449(1448) ack 1``), never as raw records with absolute numbers."""
+
+    def __init__(self, conn, segments):
+        super().__init__(segments)
+        self.conn = conn
+
+    def __repr__(self) -> str:
+        if not self:
+            return "[]"
+        conn = self.conn
+        t0 = conn.segments[0].time if conn.segments else 0.0
+        index = {id(s): i for i, s in enumerate(conn.segments)}
+        rows = [f"#{index[id(s)] + 1} {s.time - t0:.3f}s {conn.line(s)}" if id(s) in index else conn.line(s)
+                for s in self]
+        return "[" + ", ".join(rows) + "]"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True)
 class Segment:
     """One TCP segment as a capture saw it."""
@@ -224,11 +245,12 @@ class Connection:
             lost.update(unmatched)
         return lost
 
-    def lost(self) -> list[Segment]:
-        """Segments that were sent but never reached the peer's capture."""
+    def lost(self) -> "Segments":
+        """Segments that were sent but never reached the peer's capture (a list that prints in
+        the notation, numbered and timed as in the ladder)."""
         if self._lost is None:
             raise TcplabError("this trace has only one capture, so losses cannot be told apart")
-        return [s for i, s in enumerate(self.segments) if i in self._lost]
+        return Segments(self, [s for i, s in enumerate(self.segments) if i in self._lost])
 
     def is_lost(self, index: int) -> bool:
         return bool(self._lost) and index in self._lost

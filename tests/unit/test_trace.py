@@ -69,6 +69,7 @@ def test_loss_is_what_the_sender_sent_and_the_receiver_never_saw(tmp_path):
     conn = trace.connection(port=7788)
     assert [conn.line(s) for s in conn.lost()] == ["> F. 6:6(0) ack 1"]
     assert "--x  |  << lost on the wire" in conn.ladder().splitlines()[6]
+    assert repr(conn.lost()) == "[#6 " + f"{conn.lost()[0].time - conn.segments[0].time:.3f}s" + " > F. 6:6(0) ack 1]"
 
 
 def test_retransmitted_copy_that_arrived_is_the_later_one(tmp_path):
