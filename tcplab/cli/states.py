@@ -28,15 +28,15 @@ How Linux differs from the figure, and what the labs assert instead:
   `FIN_WAIT_2 -> CLOSED`; sock_diag shows the TIME_WAIT. tcplab reports it as `-> TIME_WAIT`.
 - **SYN_RECEIVED** on the passive side is a request socket (NEW_SYN_RECV in the kernel), which the
   tracepoint does not log. The child socket appears once the handshake's ACK arrives, logged as
-  `LISTEN -> SYN_RECV -> ESTABLISHED`. A RST to a half-open connection drops the request socket; the
+  `LISTEN -> SYN_RECV -> ESTABLISHED`; the ladders show SYN_RECV from the SYN's arrival, as the
+  figure does (docs/state-machine.md). A RST to a half-open connection drops the request socket; the
   listener never left LISTEN (the figure's `SYN_RECEIVED -> LISTEN`).
 - **FIN_WAIT_1 -> TIME_WAIT** on a FIN that also acknowledges ours is, in the kernel, two changes made
   while processing that one segment: `FIN_WAIT_1 -> FIN_WAIT_2 -> TIME_WAIT`.
 - A **closed-but-orphaned FIN_WAIT_2** socket also becomes a timewait socket (substate FIN_WAIT_2).
-- **Measured limit of the tracepoint through perf (6.18):** a change made in timer context on an idle
-  CPU (a retransmission timer giving up, a qdisc timer releasing a held segment) is sometimes not
-  delivered (ftrace sees it). tcplab never passes a record with a gap off as a sequence; labs whose
-  changes happen there poll sock_diag instead.
+- **The record is complete or an error.** A capture's last drain waits for an RCU grace period, so
+  a record another CPU is still writing is in (docs/kernels.md); a record with a gap is never passed
+  off as a sequence.
 
 {table}
 

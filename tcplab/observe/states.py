@@ -103,27 +103,42 @@ def gaps(changes: list[StateChange]) -> list[str]:
     return out
 
 
-def textbook_steps(changes: list[StateChange], lingering: str | None = None) -> list[tuple[float, str]]:
-    """``(time, state)`` for each state one socket went through, in the textbook's words; the
-    states before its first logged change have time -inf.  ``lingering``: the state sock_diag
-    shows for the tuple now, if a timewait socket holds it: then the kernel's last ``-> CLOSED``
-    (the full socket giving way) is ``-> TIME_WAIT``, or, for an orphan's ``FIN_WAIT_2`` timewait
-    socket, no change at all (the connection is still in FIN_WAIT_2)."""
+def textbook_steps(changes: list[StateChange], lingering: str | None = None, *, opened: float | None = None,
+                   peer_fin: float | None = None) -> list[tuple[float, str]]:
+    """``(time, state)`` for each state one socket went through, in the textbook's words and at
+    the textbook's moments (RFC 9293's diagram); the states before its first logged change have
+    time -inf.  What the kernel records differs in three places, put right here:
+
+    * a listener's child is born when the handshake's third segment arrives (Linux keeps a
+      request socket until then, which the tracepoint does not log; 6.18 logs the child as
+      ``LISTEN -> SYN_RECV``, 6.1 not at all): it is in SYN_RECV from ``opened``, the arrival of
+      the SYN it answered, when given;
+    * a closing socket hands over to a timewait socket, and the tracepoint logs the full
+      socket's ``-> CLOSED``.  ``lingering`` is what sock_diag shows for the tuple now: with
+      ``TIME_WAIT`` that last change is ``-> TIME_WAIT``; with ``FIN_WAIT_2`` (an orphan's
+      timewait socket still waiting for the peer's FIN) no change at all;
+    * an orphan in FIN_WAIT_2 hands over before the peer's FIN arrives: it enters TIME_WAIT at
+      ``peer_fin``, that FIN's arrival, when given, not at the hand-over.
+    """
     if not changes:
         return []
     before = float("-inf")
-    # A child of a listener is born in SYN_RECV.  Linux 6.18 logs that as LISTEN -> SYN_RECV;
-    # 6.1 logs nothing until SYN_RECV -> ESTABLISHED.  Either way it came from LISTEN.
+    child = changes[0].old == "SYN_RECV" or (changes[0].old, changes[0].new) == ("LISTEN", "SYN_RECV")
     steps = [(before, "LISTEN")] if changes[0].old == "SYN_RECV" else []
     steps.append((before, changes[0].old))
     for i, c in enumerate(changes):
-        new = c.new
+        new, at = c.new, c.time
         last = i == len(changes) - 1
         if last and new == "CLOSED" and lingering == "TIME_WAIT" and c.old in ("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING"):
             new = "TIME_WAIT"
+            if c.old == "FIN_WAIT_2" and peer_fin is not None and peer_fin > at:
+                at = peer_fin
         elif last and new == "CLOSED" and lingering == "FIN_WAIT_2" and c.old == "FIN_WAIT_2":
             continue
-        steps.append((c.time, new))
+        steps.append((at, new))
+    if child and opened is not None:
+        steps = [(opened if state == "SYN_RECV" and (t == before or opened < t) else t, state)
+                 for t, state in steps]
     return steps
 
 

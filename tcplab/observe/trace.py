@@ -294,8 +294,10 @@ class Connection:
     def tcpdump_lines(self, *, absolute: bool = False) -> str:
         return "\n".join(self.tcpdump(s, absolute=absolute) for s in self.segments)
 
-    def ladder(self, notes: dict[int, str] | None = None, missing: str | None = None) -> str:
-        """An arrow diagram of the exchange; ``notes`` puts text beside rows (by index)."""
+    def ladder(self, notes: dict[int, str] | None = None, missing: str | None = None, *,
+               textbook: bool = True) -> str:
+        """An arrow diagram of the exchange; ``notes`` puts text beside rows (by index); the
+        states between the rows are the textbook's (``textbook=False``: the kernel's record)."""
         notes = notes or {}
         labels = [self.line(s)[2:] for s in self.segments]
         w = max([len(x) for x in labels] + [24])
@@ -303,7 +305,7 @@ class Connection:
         left = f"client {_endpoint(*self.client, self.family)}"
         right = f"server {_endpoint(*self.server, self.family)}"
         rows = [f"{'':13}{left:<{w + 10}}{right}"]
-        marks = self.state_marks()
+        marks = self.state_marks(textbook=textbook)
 
         def state_row(upto: float | None) -> None:
             """The state changes up to ``upto`` (None: all that are left), one row per change."""
@@ -332,18 +334,31 @@ class Connection:
             rows.append(f"{'':13}{'(no more segments)':<{w + 12}}  << {missing}")
         return "\n".join(rows)
 
-    def state_marks(self) -> list[tuple[float, str, str]]:
-        """``(time, side, state)`` for each side's state changes in textbook words (the first at
-        -inf: the state before the exchange), for the ladders; empty where the kernel's record is
-        not available or has gaps."""
+    def state_marks(self, *, textbook: bool = True) -> list[tuple[float, str, str]]:
+        """``(time, side, state)`` for each side's state changes (the first at -inf: the state
+        before the exchange), for the ladders; empty where the kernel's record is not available or
+        has gaps.  In the textbook's words at the textbook's moments (a server in SYN_RECV from
+        the SYN's arrival, TIME_WAIT from the peer's FIN's: :func:`~tcplab.observe.states.textbook_steps`);
+        ``textbook=False``: the kernel's own record, as it logged it."""
         from .states import textbook_steps
         try:
             states = self.states()
         except TcplabError:
             return []
-        out = [(t, side, state) for side, changes in states.items()
-               for t, state in textbook_steps(changes, self._lingering(side))]
+        if not textbook:
+            out = [(float("-inf"), side, ch[0].old) for side, ch in states.items() if ch]
+            out += [(c.time, side, c.new) for side, ch in states.items() for c in ch]
+        else:
+            out = [(t, side, state) for side, changes in states.items()
+                   for t, state in textbook_steps(changes, self._lingering(side), opened=self._arrival(side, "SYN"),
+                                                  peer_fin=self._arrival(side, "FIN"))]
         return sorted(out, key=lambda m: (m[0], m[1]))
+
+    def _arrival(self, side: str, flag: str) -> float | None:
+        """When the other side's first segment with ``flag`` (SYN, FIN) reached ``side``: its
+        arrival in ``side``'s capture, else (one capture) its sending."""
+        arrived = self.received if self.received is not None else self.segments
+        return next((s.time for s in arrived if self.side(s) != side and flag in s.flags), None)
 
     def pcap_note(self) -> str:
         return "capture: " + ", ".join(str(p) for p in self.pcaps.values()) if self.pcaps else "capture: (none saved)"

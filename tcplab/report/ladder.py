@@ -17,6 +17,7 @@ LEFT_X = 190      # client time line
 RIGHT_X = 610     # server time line
 NOTE_X = 630
 SLOPE = 18        # an arrow drops this much: time passes while a segment travels
+CHAR_W = 7.9      # width of a character at 13 px in DejaVu Sans Mono (0.6 em), with room to spare
 
 
 def ladder_svg(conn, notes: dict[int, str] | None = None, missing: str | None = None,
@@ -28,8 +29,11 @@ def ladder_svg(conn, notes: dict[int, str] | None = None, missing: str | None = 
     marks = _state_labels(conn)
     top = TOP + (24 if marks else 0)
     shift = 90 if marks else 0             # room for the states left of the client's time line
-    left_x, right_x, note_x = LEFT_X + shift, RIGHT_X + shift, NOTE_X + shift + (150 if marks else 0)
-    note_w = max([len(t) for t in notes.values()] + [len(missing or "")] + [0]) * 7.2
+    left_x, right_x = LEFT_X + shift, RIGHT_X + shift
+    # notes start right of the widest state label of the server, so they never run into one
+    server_w = max([_label_width(t) for (_, side), t in marks.items() if side == "server"] + [0])
+    note_x = max(NOTE_X + shift, right_x + 10 + server_w + 16)
+    note_w = max([len(t) for t in notes.values()] + [len(missing or "")] + [0]) * CHAR_W
     width = int(max(note_x + note_w + 20, 800 + shift))
     height = top + rows * ROW + 40
     t0 = segs[0].time if segs else 0.0
@@ -76,7 +80,7 @@ def ladder_svg(conn, notes: dict[int, str] | None = None, missing: str | None = 
             out.append(f'<text x="{note_x}" y="{y + 12}" fill="#b00020">{escape("; ".join(extra))}</text>')
     for (k, side), text in marks.items():
         y = top + k * ROW - ROW * 0.42
-        w = len(text) * 7.4 + 10
+        w = _label_width(text)
         x = left_x - 10 - w if side == "client" else right_x + 10
         out.append(f'<rect x="{x:.0f}" y="{y - 12:.0f}" width="{w:.0f}" height="17" rx="4" fill="#eaf4ea" '
                    f'stroke="#1b7f3b" stroke-width="0.8" class="tcplab-state"/>')
@@ -93,6 +97,11 @@ def ladder_svg(conn, notes: dict[int, str] | None = None, missing: str | None = 
 def _ep(addr: tuple, family: int) -> str:
     ip, port = addr
     return f"[{ip}]:{port}" if family == 6 else f"{ip}:{port}"
+
+
+def _label_width(text: str) -> float:
+    """Width of a state label's box (12 px text)."""
+    return len(text) * 7.4 + 10
 
 
 def _state_labels(conn) -> dict[tuple[int, str], str]:

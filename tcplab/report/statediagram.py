@@ -58,9 +58,11 @@ TRANSITIONS = [
      for s in ("SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING", "LAST_ACK")]
 
 #: box centres of the picture, laid out like the RFC's figure
-POS = {"CLOSED": (430, 70), "LISTEN": (430, 180), "SYN_RECV": (130, 290), "SYN_SENT": (760, 290),
-       "ESTABLISHED": (430, 400), "FIN_WAIT_1": (130, 520), "CLOSE_WAIT": (760, 520), "CLOSING": (430, 620),
-       "FIN_WAIT_2": (130, 720), "LAST_ACK": (760, 720), "TIME_WAIT": (430, 820), "CLOSED ": (760, 900)}
+POS = {"CLOSED": (510, 70), "LISTEN": (510, 180), "SYN_RECV": (210, 290), "SYN_SENT": (840, 290),
+       "ESTABLISHED": (510, 400), "FIN_WAIT_1": (210, 520), "CLOSE_WAIT": (840, 520), "CLOSING": (510, 620),
+       "FIN_WAIT_2": (210, 720), "LAST_ACK": (840, 720), "TIME_WAIT": (510, 820), "CLOSED ": (840, 900)}
+#: the part of the picture the diagram's labels may use (the resets' list and legend are right of it)
+AREA = (4, 40, 1060, 950)
 #: where a crowded arrow's label goes: (fraction along the arrow, text anchor)
 LABEL_AT = {("CLOSED", "SYN_SENT"): (0.62, "start"), ("LISTEN", "SYN_SENT"): (0.5, "end"),
             ("FIN_WAIT_1", "TIME_WAIT"): (0.5, "start"), ("ESTABLISHED", "FIN_WAIT_1"): (0.5, "end"),
@@ -139,9 +141,102 @@ def _edge(a: tuple, b: tuple) -> tuple[tuple, tuple]:
     return (x1 + dx * s, y1 + dy * s), (x2 - dx * s, y2 - dy * s)
 
 
+LINE_H = 13              # a label's line height
+CHAR_W = 6.9             # the widest a character of 11.5 px DejaVu Sans averages in these labels
+
+
+#: the longest lab name an arrow's label shows whole (the table, docs/states.md, has them all)
+NAME_MAX = 38
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= NAME_MAX else name[:NAME_MAX - 1] + "\u2026"
+
+
+def _box_rect(x: float, y: float) -> tuple[float, float, float, float]:
+    return (x - BOX_W / 2, y - BOX_H / 2, x + BOX_W / 2, y + BOX_H / 2)
+
+
+def _label_rect(x: float, y: float, anchor: str, lines: list[str]) -> tuple[float, float, float, float]:
+    """The box a label's lines cover (baseline of the first line at ``y``), a little generous."""
+    w = max(len(t) for t in lines) * CHAR_W
+    left = {"start": x, "end": x - w, "middle": x - w / 2}[anchor]
+    return (left - 2, y - 12, left + w + 2, y + (len(lines) - 1) * LINE_H + 5)
+
+
+def overlaps(a: tuple, b: tuple) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _arrow(t: Transition, pairs: set) -> tuple:
+    """``(x1, y1, x2, y2, off, nx, ny)``: the arrow of ``t`` between its boxes' edges; two arrows
+    between the same boxes (SYN_RECV <-> LISTEN) are drawn ``off`` apart along the normal."""
+    a = POS[t.src]
+    b = POS["CLOSED " if t.dst == "CLOSED" and t.src in ("TIME_WAIT", "LAST_ACK") else t.dst]
+    (x1, y1), (x2, y2) = _edge(a, b)
+    off = 10 if (t.dst, t.src) in pairs else 0
+    nx = ny = 0.0
+    if off:
+        nx, ny = -(y2 - y1), (x2 - x1)
+        n = max((nx * nx + ny * ny) ** 0.5, 1)
+        nx, ny = nx / n, ny / n
+        x1, y1, x2, y2 = x1 + off * nx, y1 + off * ny, x2 + off * nx, y2 + off * ny
+    return x1, y1, x2, y2, off, nx, ny
+
+
+def crosses(rect: tuple, seg: tuple) -> bool:
+    """Whether the line segment ``(x1, y1, x2, y2)`` passes through ``rect``."""
+    x1, y1, x2, y2 = seg
+    if max(x1, x2) < rect[0] or min(x1, x2) > rect[2] or max(y1, y2) < rect[1] or min(y1, y2) > rect[3]:
+        return False
+    for i in range(41):
+        x, y = x1 + (x2 - x1) * i / 40, y1 + (y2 - y1) * i / 40
+        if rect[0] <= x <= rect[2] and rect[1] <= y <= rect[3]:
+            return True
+    return False
+
+
+def _place(t: Transition, lines: list[str], arrow: tuple, taken: list, arrows: list) -> tuple[tuple, bool]:
+    """Where ``t``'s label goes: beside its arrow, on the arrow's outer side first, at the first
+    point along it (from the middle outwards, then further from the arrow) where it runs into no
+    box, no other label and no arrow; failing that, the first that runs into no box and no
+    label (its white halo then hides the arrow behind it).  Returns ``((x, y, anchor), free)``:
+    ``free`` is false where every place runs into something."""
+    x1, y1, x2, y2, off, nx, ny = arrow
+    anchor = "start" if x2 < x1 else "end"
+    if off:
+        anchor = "start" if nx > 0 or (nx == 0 and ny < 0) else "end"
+    elif abs(x2 - x1) < 5:
+        anchor = "start"
+    elif abs(y2 - y1) < 5:
+        anchor = "middle"
+    preferred = LABEL_AT.get((t.src, t.dst))
+    fracs = ([preferred[0]] if preferred else []) + [0.5, 0.4, 0.6, 0.3, 0.7, 0.25, 0.75, 0.2, 0.8, 0.15, 0.85]
+    anchors = ([preferred[1]] if preferred else []) + [anchor] + [a for a in ("start", "end") if a != anchor]
+    candidates = []
+    for gap in (6, 16, 30, 46):
+        for a in anchors:
+            for frac in fracs:
+                mx, my = x1 + (x2 - x1) * frac, y1 + (y2 - y1) * frac
+                x = mx + {"start": gap, "end": -gap, "middle": 0}[a]
+                if a == "middle":      # a horizontal arrow's label: wholly above it, or below it
+                    ys = (my - 2 - gap - (len(lines) - 1) * LINE_H, my + 10 + gap)
+                else:
+                    ys = (my - 4, my - 18, my + 10)
+                candidates += [(x, y, a) for y in ys]
+    inside = [c for c in candidates if _within(_label_rect(*c, lines))]
+    fits = [c for c in inside if not any(overlaps(_label_rect(*c, lines), o) for o in taken)]
+    clear = [c for c in fits if not any(crosses(_label_rect(*c, lines), seg) for seg in arrows)]
+    return (clear or fits or inside or candidates)[0], bool(fits)
+
+
+def _within(rect: tuple) -> bool:
+    return AREA[0] <= rect[0] and AREA[1] <= rect[1] and rect[2] <= AREA[2] and rect[3] <= AREA[3]
+
+
 def diagram_svg(here: dict, vm: dict | None = None, *, kernel: str = "this kernel",
                 vm_label: str = "Debian 6.1 (VM)") -> str:
-    width, height = 1300, 960
+    width, height = 1420, 960
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'font-family="DejaVu Sans, sans-serif" font-size="12">',
            '<defs>' + "".join(
@@ -153,47 +248,48 @@ def diagram_svg(here: dict, vm: dict | None = None, *, kernel: str = "this kerne
            'observed on real kernels</text>']
     drawn = [t for t in TRANSITIONS if not (t.rst and t.dst == "CLOSED")]
     pairs = {(t.src, t.dst) for t in drawn}
+    taken = [_box_rect(x, y) for x, y in POS.values()]       # what a label may not run into
+    lines_drawn = [_arrow(t, pairs)[:4] for t in drawn]       # what it had better not cross
+    taken += [(x2 - 9, y2 - 9, x2 + 9, y2 + 9) for _, _, x2, y2 in lines_drawn]   # nor hide an arrowhead
+    texts, jobs = [], []
     for t in drawn:
         st = _status(t, here, vm)
-        a = POS[t.src]
-        b = POS["CLOSED " if t.dst == "CLOSED" and t.src in ("TIME_WAIT", "LAST_ACK") else t.dst]
-        (x1, y1), (x2, y2) = _edge(a, b)
-        # two arrows between the same boxes (SYN_RECV <-> LISTEN) are drawn apart
-        off = 10 if (t.dst, t.src) in pairs else 0
-        nx = ny = 0.0
-        if off:
-            nx, ny = -(y2 - y1), (x2 - x1)
-            n = max((nx * nx + ny * ny) ** 0.5, 1)
-            nx, ny = nx / n, ny / n
-            x1, y1, x2, y2 = x1 + off * nx, y1 + off * ny, x2 + off * nx, y2 + off * ny
+        x1, y1, x2, y2, off, nx, ny = _arrow(t, pairs)
         dash = {"none": ' stroke-dasharray="6,4"', "impossible": ' stroke-dasharray="2,4"'}.get(st, "")
         out.append(f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="{COLOURS[st]}" '
                    f'stroke-width="{2.2 if st in ("here", "vm") else 1.4}"{dash} marker-end="url(#ah-{st})" '
                    f'class="tr tr-{st}" data-transition="{escape(t.key)}"/>')
-        frac, forced = LABEL_AT.get((t.src, t.dst), (0.5, None))
-        mx, my = x1 + (x2 - x1) * frac, y1 + (y2 - y1) * frac
         labs = _labs(t, here) or (_labs(t, vm) if vm else [])
-        lines = [t.event] + (["impossible on Linux"] if st == "impossible" else [labs[0]] if labs else [])
-        # a diagonal's label goes on its outer side; a pair's on each one's own side
-        anchor = "start" if x2 < x1 else "end"
-        if off:
-            anchor = "start" if nx > 0 or (nx == 0 and ny < 0) else "end"
-        elif abs(x2 - x1) < 5:
-            anchor = "start"
-        elif abs(y2 - y1) < 5:
-            anchor, my = "middle", my - 10
-        anchor = forced or anchor
-        dx = {"start": 6, "end": -6, "middle": 0}[anchor]
+        lines = [t.event] + (["impossible on Linux"] if st == "impossible" else [_short(labs[0])] if labs else [])
+        jobs.append((t, st, lines, (x1, y1, x2, y2, off, nx, ny)))
+    # The paired arrows (SYN_RECV <-> LISTEN) have the least room: their labels are placed first.
+    # A label that found no free place is moved to the front and the placing starts again.
+    order = sorted(jobs, key=lambda j: j[3][4] == 0)
+    for _ in range(len(order)):
+        placed, used, stuck = [], list(taken), None
+        for job in order:
+            spot, free = _place(job[0], job[2], job[3], used, lines_drawn)
+            used.append(_label_rect(*spot, job[2]))
+            placed.append((job, spot))
+            stuck = stuck or (None if free else job)
+        if stuck is None:
+            break
+        order.remove(stuck)
+        order.insert(0, stuck)
+    for (t, st, lines, _), (x, y, anchor) in placed:
         for i, text in enumerate(lines):
             style = ' font-style="italic"' if i else ""
-            out.append(f'<text x="{mx + dx:.0f}" y="{my - 4 + i * 13:.0f}" text-anchor="{anchor}" '
-                       f'fill="{COLOURS[st]}"{style} font-size="{11 if i else 11.5}">{escape(text)}</text>')
+            # a white halo under the letters: an arrow passing behind a label never crosses its text
+            texts.append(f'<text x="{x:.0f}" y="{y + i * LINE_H:.0f}" text-anchor="{anchor}" fill="{COLOURS[st]}"'
+                         f'{style} font-size="{11 if i else 11.5}" stroke="white" stroke-width="3" '
+                         f'paint-order="stroke" class="label">{escape(text)}</text>')
+    out += texts
     for name, (x, y) in POS.items():
         out.append(f'<rect x="{x - BOX_W / 2}" y="{y - BOX_H / 2}" width="{BOX_W}" height="{BOX_H}" rx="8" '
                    'fill="#f4f6fb" stroke="#1f3b73" stroke-width="1.5"/>')
         out.append(f'<text x="{x}" y="{y + 5}" text-anchor="middle" font-weight="bold">{escape(name.strip())}</text>')
     # the resets: one row each, at the right
-    x0, y0 = 960, 150
+    x0, y0 = 1080, 150
     out.append(f'<text x="{x0}" y="{y0}" font-weight="bold">rcv RST: every synchronized state -&gt; CLOSED</text>')
     for i, t in enumerate(t for t in TRANSITIONS if t.rst and t.dst == "CLOSED"):
         st = _status(t, here, vm)

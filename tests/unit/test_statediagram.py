@@ -143,3 +143,50 @@ def test_states_command_writes_the_table_and_the_picture(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tcplab", "states", "--junit", str(part), "--out", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "LISTEN>SYN_RECV" in r.stdout.splitlines()[-1]
+
+
+def test_textbook_moments_come_from_the_segments_arrivals():
+    """The server's child is in SYN_RECV from the SYN's arrival (the kernel logs it only at the
+    third segment); an orphan that handed over to a timewait socket in FIN_WAIT_2 enters
+    TIME_WAIT when the peer's FIN arrives, not at the hand-over."""
+    from tcplab.observe.states import textbook_steps
+    child = [ch(3.0, "LISTEN", "SYN_RECV"), ch(3.0, "SYN_RECV", "ESTABLISHED"), ch(4.0, "ESTABLISHED", "FIN_WAIT_1"),
+             ch(4.1, "FIN_WAIT_1", "FIN_WAIT_2"), ch(4.1, "FIN_WAIT_2", "CLOSED")]
+    steps = textbook_steps(child, "TIME_WAIT", opened=1.0, peer_fin=4.4)
+    assert steps[1:] == [(1.0, "SYN_RECV"), (3.0, "ESTABLISHED"), (4.0, "FIN_WAIT_1"), (4.1, "FIN_WAIT_2"),
+                         (4.4, "TIME_WAIT")]
+    assert textbook_steps(child, "TIME_WAIT")[-1] == (4.1, "TIME_WAIT")        # no capture: the kernel's moment
+    six_one = [ch(3.0, "SYN_RECV", "ESTABLISHED")]
+    assert textbook_steps(six_one, opened=1.0)[:2] == [(float("-inf"), "LISTEN"), (1.0, "SYN_RECV")]
+
+
+def test_no_label_runs_into_a_box_another_label_or_off_the_picture(tmp_path):
+    """Every transition labelled with its event and the longest lab name there is (cut to
+    NAME_MAX with an ellipsis): each label's box (text measured generously) stays inside the
+    diagram and clear of every state box and label."""
+    import re
+    from pathlib import Path
+    from tcplab.report.statediagram import AREA, BOX_W, BOX_H, POS, _label_rect, overlaps
+    labs = Path(__file__).resolve().parents[2] / "labs"
+    long_name = max((m for f in labs.glob("test_*.py") for m in re.findall(r"def (test_\w+)", f.read_text())), key=len)
+    here = observed(junit(tmp_path, "here.xml", [(long_name, {"shows": "; ".join(t.key for t in TRANSITIONS)},
+                                                  "pass")]))
+    root = ET.fromstring(diagram_svg(here, kernel="6.18"))
+    labels, current = [], None
+    for e in root.iter(f"{SVG}text"):
+        if e.get("class") != "label":
+            continue
+        x, y, anchor = float(e.get("x")), float(e.get("y")), e.get("text-anchor")
+        if current and current[2] == anchor and abs(current[0] - x) < 1 and 0 < y - current[3][-1] <= 14:
+            current[3].append(y)
+            current[4].append(e.text)
+        else:
+            current = [x, y, anchor, [y], [e.text]]
+            labels.append(current)
+    assert len(labels) == len([t for t in TRANSITIONS if not (t.rst and t.dst == "CLOSED")])
+    rects = [_label_rect(x, y, a, texts) for x, y, a, _, texts in labels]
+    boxes = [(x - BOX_W / 2, y - BOX_H / 2, x + BOX_W / 2, y + BOX_H / 2) for x, y in POS.values()]
+    for i, r in enumerate(rects):
+        assert AREA[0] <= r[0] and r[2] <= AREA[2], labels[i][4]
+        assert not [b for b in boxes if overlaps(r, b)], f"{labels[i][4]} runs into a state's box"
+        assert not [labels[j][4] for j, o in enumerate(rects) if j != i and overlaps(r, o)], labels[i][4]
