@@ -176,8 +176,10 @@ def test_analyze_command_prints_json_and_a_table(hosts, tmp_path):
 
 
 def _tsg_marks(svg: str) -> collections.Counter:
+    """The marks of the graph of the whole connection (the loss episodes' panels repeat some)."""
     import re
-    return collections.Counter(re.findall(r'<(?:path|line|circle|rect|polyline) class="([\w-]+)"', svg))
+    overview = svg.split('<g class="episode"')[0]
+    return collections.Counter(re.findall(r'<(?:path|line|circle|rect|polyline) class="([\w-]+)"', overview))
 
 
 def test_time_sequence_graph_marks_what_the_analysis_counts(hosts, tmp_path):
@@ -216,3 +218,80 @@ def test_time_sequence_graph_of_a_zero_window(hosts, tmp_path):
     marks = _tsg_marks((tmp_path / "copy-tsg.svg").read_text())
     (conn,) = analyse(read_pcap(pcap))
     assert marks["zero-window"] == conn.counts()["zero_windows"] >= 1, marks
+
+
+def test_time_sequence_graph_of_heavy_loss_has_a_panel_per_episode_and_zooms_in_chromium(hosts, tmp_path):
+    """A retransmitted SYN and two loss episodes far apart, captured by tcpdump (not tcplab):
+    the static graph marks every segment Wireshark's analysis flags (the SYN too), shades each
+    episode and draws it again in a panel of its own; the page (--html) holds Plotly itself
+    (nothing fetched), renders in headless Chromium, and zooms onto an episode as its zoom box
+    does (Plotly.relayout), the time axis then reading the episode's seconds."""
+    import re
+    from tcplab import until
+    from tcplab.cli import main
+    exe = shutil.which("chromium")
+    if exe is None or shutil.which("tcpdump") is None:
+        pytest.skip("Chromium or tcpdump is missing: sudo ci/setup --browser")
+    pcap = tmp_path / "other.pcap"
+    hosts.impair(drops=[Drop(">", "S", nth=1), Drop("<", "*", nth=30, payload=True, count=3),
+                        Drop("<", "*", nth=150, payload=True, count=4)])
+    # --immediate-mode -U: each frame written as it comes (tcpdump drops what its ring holds at a signal)
+    dump = hosts.client.popen(["tcpdump", "-i", hosts.client.ifname, "-n", "-s", "128", "--immediate-mode", "-U",
+                               "-w", str(pcap)], name="td")
+    until(lambda: "listening on" in dump.stderr, 10, "tcpdump to listen")
+    srv = hosts.server.listen(PORT)
+    client = hosts.client.connect(srv.address, timeout=10)
+    peer = srv.accept()
+    sending = peer.send(bytes(400_000), wait=False)
+    assert len(client.recv_exactly(400_000, timeout=30)) == 400_000
+    sending.wait(10)
+    client.close()
+    peer.close()
+    client.wait_state("TIME_WAIT")
+    import os
+    import signal
+
+    def whole():       # the file holds the server's FIN and the client's ACK of it
+        try:
+            segs = read_pcap(pcap)
+        except Exception:
+            return False
+        fin = [i for i, s in enumerate(segs) if s.sport == PORT and "FIN" in s.flags]
+        return bool(fin) and any(s.dport == PORT and "ACK" in s.flags for s in segs[fin[0] + 1:])
+    until(whole, 10, "tcpdump to write the whole exchange")
+    os.killpg(dump.proc.pid, signal.SIGINT)
+    dump.wait(10)
+    svg, page = tmp_path / "g.svg", tmp_path / "g.html"
+    assert main(["tsg", str(pcap), "--svg", str(svg), "--html", str(page)]) == 0
+    (conn,) = analyse(read_pcap(pcap))
+    flagged = sum(1 for m in conn.bits if m & RETRANSMISSION)
+    text = svg.read_text()
+    overview = text.split('<g class="episode"')[0]
+    assert overview.count('class="retransmission"') == flagged >= 2, (overview.count('class="retransmission"'), flagged)
+    episodes = re.findall(r'<g class="episode" data-episode="(\d+)">', text)
+    assert len(episodes) >= 2 and overview.count('class="episode-band"') == len(episodes)
+    rsvg = shutil.which("rsvg-convert")
+    if rsvg:
+        subprocess.run([rsvg, str(svg), "-o", str(tmp_path / "g.png")], check=True, timeout=60)
+    html = page.read_text()
+    assert not re.search(r'<script[^>]+src="https?:', html), "the page fetches a script: it would not open offline"
+    first = re.search(r'loss episode 1: ([\d.]+) s to ([\d.]+) s', text)
+    a, b = float(first.group(1)), float(first.group(2))
+    probe = html.replace("</body>", """<script>
+      const gd = document.getElementById('tcplab-tsg');
+      Plotly.relayout(gd, {'xaxis.range': [%f, %f]}).then(() => {
+        document.body.setAttribute('data-range', JSON.stringify(gd.layout.xaxis.range));
+        document.body.setAttribute('data-ticks', [...document.querySelectorAll('.xtick text')].map(e => e.textContent).join('|'));
+        document.body.setAttribute('data-traces', String(document.querySelectorAll('.scatterlayer .trace').length));
+      });
+    </script></body>""" % (a, b))
+    (tmp_path / "probe.html").write_text(probe)
+    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=8000", "--dump-dom",
+                          (tmp_path / "probe.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    got = re.search(r'data-range="\[([^,]+),([^\]]+)\]"', dom)
+    assert got and abs(float(got.group(1)) - a) < 1e-6 and abs(float(got.group(2)) - b) < 1e-6, dom[:1500]
+    ticks = [float(t.replace("\u2212", "-")) for t in re.search(r'data-ticks="([^"]*)"', dom).group(1).split("|") if t]
+    assert ticks and all(a - 1e-9 <= t <= b + 1e-9 for t in ticks), ticks
+    assert int(re.search(r'data-traces="(\d+)"', dom).group(1)) >= 5
