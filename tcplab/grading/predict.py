@@ -11,6 +11,10 @@ Each line is compared with the observed segment at the same place on five fields
 flags, seq, length and ack (a field left out counts as wrong; the ack of a segment without the
 ACK flag is right when both have none).  The credit is the share of right fields over the
 longer of the two lists, so a missing or an extra line costs a whole segment.
+
+A recovery answer (:func:`parse_answer`) is one line naming the mechanism that repairs a loss and
+the ssthresh it leaves: ``timeout 7``.  Both parsers are what the graders and the handouts'
+self-tests read a student's file with.
 """
 from __future__ import annotations
 
@@ -96,3 +100,34 @@ def grade_prediction(text: str, conn) -> Prediction:
             rows.append(f"segment {i + 1}: you wrote {spec.render()!r}; observed {observed}: wrong {wrong}")
     total = n * len(FIELDS)
     return Prediction(round(right / total, 4), right, total, rows)
+
+
+# -- recovery answers: '<recovery> <ssthresh>' ------------------------------------------
+RECOVERIES = ("fast_retransmit", "tail_loss_probe", "timeout")
+
+
+@dataclass
+class Answer:
+    recovery: str
+    ssthresh: int | None        # None: "none", nothing lowered it
+
+
+def parse_answer(name: str, text: str) -> Answer:
+    lines = [(n, line.split("#", 1)[0].split()) for n, line in enumerate(text.splitlines()[:1000], 1)]
+    lines = [(n, words) for n, words in lines if words]
+    if len(lines) != 1:
+        raise ConfigError(f"{name}: write exactly one line, '<recovery> <ssthresh>' (e.g. 'timeout 7'); "
+                          f"found {len(lines)} lines that are not comments")
+    n, words = lines[0]
+    if len(words) != 2:
+        raise ConfigError(f"{name} line {n}: two words, '<recovery> <ssthresh>', not {' '.join(words)[:80]!r}")
+    recovery, value = words[0].lower(), words[1].lower()
+    if recovery not in RECOVERIES:
+        raise ConfigError(f"{name} line {n}: {words[0][:40]!r} is not a recovery: write fast_retransmit, "
+                          "tail_loss_probe or timeout")
+    if value == "none":
+        return Answer(recovery, None)
+    if not value.isdigit() or len(value) > 6:
+        raise ConfigError(f"{name} line {n}: the ssthresh is a number of segments (e.g. 7), or 'none' if "
+                          f"nothing lowered it; not {words[1][:40]!r}")
+    return Answer(recovery, int(value))

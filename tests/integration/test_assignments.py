@@ -146,3 +146,33 @@ def test_a_machine_without_a_tool_gives_no_grade_never_a_score(tmp_path):
             assert data["extra_data"]["tcplab"] == "cannot grade here"
         row = next(csv.DictReader(open(out / "grades.csv")))
         assert (row["score"], row["status"]) == ("", "cannot grade here"), row
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])
+def test_the_handout_names_only_what_students_get_and_self_tests_with_it(assignment, tmp_path):
+    """The handout is the README and the starter's contents: the README sends students to none of
+    the instructor's folders (tests/, reference/, --submission), names only files they get, and
+    its selftest.py runs in a folder holding just that, on the starter and on the reference."""
+    import re
+    readme = (assignment / "README.md").read_text()
+    for private in ("tests/", "reference/", "--submission", "assignments/"):
+        assert private not in readme, f"{assignment.name}/README.md points students at {private}"
+    given = {p.name for p in (assignment / "starter").iterdir()} | {"README.md"}
+    named = set(re.findall(r"`([\w.-]+\.(?:py|txt))`", readme))
+    assert named <= given | {"client.py", "handshake.py"}, named - given
+    assert "selftest.py" in given and "python selftest.py" in readme
+    outputs = {}
+    for work in ("starter", "reference"):
+        handout = tmp_path / work
+        shutil.copytree(assignment / "starter", handout)
+        for f in (assignment / work).iterdir():
+            shutil.copy(f, handout / f.name)
+        r = subprocess.run([sys.executable, str(handout / "selftest.py")], cwd=handout, capture_output=True,
+                           text=True, timeout=120)
+        assert "Traceback" not in r.stderr, r.stderr
+        outputs[work] = r.stdout
+    if assignment.name in ("3-predict", "4-recovery"):      # a format check: the reference reads whole
+        assert "line" not in outputs["reference"] and outputs["reference"].count(".txt: ") >= 3
+    else:                                                   # the exchange, drawn in the notation
+        assert "|---- S " in outputs["reference"] and "[ESTABLISHED]" in outputs["reference"], outputs["reference"]
+    assert outputs["starter"] != outputs["reference"]

@@ -7,7 +7,7 @@ its ssthresh once every byte is acknowledged; the feedback shows the time-sequen
 transfer with the kernel's cwnd and ssthresh under it."""
 import pytest
 
-from answers import parse_answer
+from tcplab.grading.predict import parse_answer
 from scenarios import SCENARIOS
 from tcplab import ConfigError
 
