@@ -224,7 +224,7 @@ def test_fin_wait_1_straight_to_time_wait(hosts, family, record_property):
         > . 2:2(0) ack 2
     """)
     assert conn.is_lost(4)
-    client_changes = conn.states()["client"]
+    client_changes = conn.states("client")
     assert conn.state_path("client") == ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2",
                                          "TIME_WAIT"]
     fw2, tw = client_changes[-2], client_changes[-1]
@@ -278,10 +278,10 @@ def test_rst_in_a_synchronized_state(hosts, family, state, record_property):
         err = mine.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         assert err == (errno.EPIPE if state == "CLOSE_WAIT" else errno.ECONNRESET), os.strerror(err)
     conn = cap.trace.connection(port=PORT)
-    # The waits above proved each state; the kernel's record, complete, proves the RST took the
+    # The waits above proved each state; the receiver's record, complete, proves the RST took the
     # socket from it straight to CLOSED: its last change.
-    last = conn.states()[receiver][-1]
-    assert (last.old, last.new) == (state, "CLOSED"), conn.states()[receiver]
+    last = conn.states(receiver)[-1]
+    assert (last.old, last.new) == (state, "CLOSED"), conn.states(receiver)
     rst = [s for s in conn if "RST" in s.flags]
     assert len(rst) == 1 and conn.side(rst[0]) != receiver and not conn.is_lost(conn.segments.index(rst[0]))
     record_property("shows", f"{state}>CLOSED on RST")
@@ -313,7 +313,7 @@ def test_rst_to_a_half_open_connection(hosts, family, record_property):
         > R. 1:1(0) ack 1
     """)
     assert conn.state_path("client") == ["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSED"]
-    assert conn.states()["server"] == []   # a request socket never shows in the kernel's record
+    assert conn.states("server") == []   # a request socket never shows in the kernel's record
     record_property("shows", "SYN_RECV>LISTEN on RST")
 
 

@@ -217,7 +217,8 @@ def settle() -> None:
     which fires the tracepoint).  An RCU grace period ends only when every CPU has left the
     preemption-disabled regions it was in: ``membarrier(MEMBARRIER_CMD_GLOBAL)`` waits for one
     (``synchronize_rcu()``, 8-16 ms here).  Called before a capture's last drain.  Where the
-    call is refused (nohz_full CPUs), nothing can be waited for and this returns."""
+    call is refused (nohz_full CPUs), nothing can be waited for and this returns.  (It does not
+    explain every gap: docs/kernels.md.)"""
     nr = NR_MEMBARRIER.get(platform.machine())
     if nr is not None:
         _libc.syscall(nr, MEMBARRIER_CMD_GLOBAL, 0, 0)

@@ -109,3 +109,27 @@ def test_ladder_command_errors(tmp_path, capsys):
     (tmp_path / "bad.pcap").write_bytes(b"not a pcap")
     assert main(["ladder", str(tmp_path / "bad.pcap")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_states_of_one_side_are_complete_or_an_error(tmp_path):
+    """conn.states(side) raises only for a gap in that side's record; conn.states() for either."""
+    from tcplab import CaptureIncomplete
+    from tcplab.observe.kernel import KernelRecord
+    from tcplab.observe.states import StateChange
+    pk = handshake_and_close()
+    trace = Trace.from_pcaps({"client": write(tmp_path / "c.pcap", pk), "server": write(tmp_path / "s.pcap", pk)},
+                             {"client": {C}, "server": {S}})
+    conn = trace.connection(port=7788)
+    record = KernelRecord()
+    c, s = conn.client, conn.server
+    record.changes = [StateChange(1.0, "CLOSED", "SYN_SENT", 4, c, s, 1),
+                      StateChange(2.0, "FIN_WAIT_1", "FIN_WAIT_2", 4, c, s, 1),     # a gap: ESTABLISHED... missing
+                      StateChange(1.5, "SYN_RECV", "ESTABLISHED", 4, s, c, 2)]
+    record.changes.sort(key=lambda e: e.time)
+    conn.kernel = record
+    assert [str(e) for e in conn.states("server")] == ["SYN_RECV -> ESTABLISHED"]
+    with pytest.raises(CaptureIncomplete, match="CLOSED -> SYN_SENT then FIN_WAIT_1 -> FIN_WAIT_2"):
+        conn.states("client")
+    with pytest.raises(CaptureIncomplete):
+        conn.states()
+    assert {side for _, side, _ in conn.state_marks()} == {"server"}
