@@ -47,6 +47,40 @@ def _unshare_net() -> None:
         raise NamespaceError(f"unshare(CLONE_NEWNET) failed: {os.strerror(err)}")
 
 
+#: buckets of each lab namespace's own TCP hash table (``tcp_child_ehash_entries``)
+CHILD_EHASH = 256
+_nursery: list = []                    # [fd or None], made once per process
+_nursery_lock = threading.Lock()
+
+
+def nursery() -> int | None:
+    """An fd on this process's *nursery* namespace (None where the kernel lacks what it needs).
+
+    Every namespace shares the machine's TCP hash table unless the namespace that creates it
+    sets ``net.ipv4.tcp_child_ehash_entries`` (Linux 6.1+), and sock_diag walks every bucket of
+    it on each dump: 262 144 here, for a lab's two sockets (``tcp_diag_dump`` took 44 % of the
+    catalogue's busy CPU, each ``wait_state`` a dump).  The root namespace must not change, so
+    lab namespaces are created from an empty anonymous namespace of tcplab's own where that
+    sysctl is set: each then has a table of :data:`CHILD_EHASH` buckets."""
+    with _nursery_lock:
+        if not _nursery:
+            fut: Future = Future()
+
+            def make():
+                try:
+                    _unshare_net()
+                    with open("/proc/sys/net/ipv4/tcp_child_ehash_entries", "w") as f:
+                        f.write(str(CHILD_EHASH))
+                    fut.set_result(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+                except (OSError, NamespaceError):
+                    fut.set_result(None)      # an older kernel, or refused: the shared table
+            t = threading.Thread(target=make, name="tcplab-ns-nursery", daemon=True)
+            t.start()
+            t.join()
+            _nursery.append(fut.result())
+        return _nursery[0]
+
+
 class Namespace:
     """One anonymous network namespace and the thread that lives in it."""
 
@@ -72,6 +106,10 @@ class Namespace:
     # -- the namespace thread -------------------------------------------------------------
     def _serve(self) -> None:
         try:
+            parent = nursery()
+            if parent is not None and _libc.setns(parent, CLONE_NEWNET) != 0:
+                raise NamespaceError(f"setns into tcplab's nursery namespace failed: "
+                                     f"{os.strerror(ctypes.get_errno())}")
             _unshare_net()
             fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         except BaseException as exc:  # reported to the constructor

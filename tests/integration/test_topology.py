@@ -3,6 +3,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 from pyroute2 import IPRoute
 
 from tcplab import Topology
@@ -157,3 +158,15 @@ def test_conn_connect_is_deprecated_for_host_connect(hosts):
     with pytest.warns(DeprecationWarning, match=r"use host\.connect\(address\)"):
         old = Conn.connect(hosts.client, server.address)
     assert old.state() == "ESTABLISHED" and server.accept().peer == tuple(old.local)
+
+
+def test_each_lab_namespace_has_a_small_tcp_table_of_its_own(hosts):
+    """sock_diag walks every bucket of a namespace's TCP table on each dump: lab namespaces are
+    made from tcplab's nursery namespace, so each has CHILD_EHASH buckets of its own instead of
+    sharing the machine's (262 144 here), and the root namespace's setting is untouched."""
+    from tcplab.lab.netns import CHILD_EHASH, nursery
+    if nursery() is None:
+        pytest.skip("this kernel has no net.ipv4.tcp_child_ehash_entries (Linux < 6.1): the shared table")
+    for h in hosts.hosts:
+        assert int(h.ns.sysctl("net.ipv4.tcp_ehash_entries")) == CHILD_EHASH
+    assert open("/proc/sys/net/ipv4/tcp_child_ehash_entries").read().strip() == "0"
