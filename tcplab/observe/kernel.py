@@ -53,13 +53,24 @@ class KernelRecord:
 
     def stop(self, topo) -> None:
         """Stop recording; keep what the kernel said (a dropped record becomes the reason)."""
-        if self._states is not None or self._probes is not None:
-            from .perf import settle
+        from .perf import settle
+        ours, fenced = None, None
+        if self._states is not None:
+            try:   # every CPU's record read up to a change of tcplab's own made after the lab's
+                from .states import fence
+                ours = fence(self._states, topo.client)
+            except CaptureIncomplete as exc:
+                fenced = exc
+        if (self._states is not None and ours is None) or self._probes is not None:
             settle()       # the records of changes the lab already saw are all written
         states, self._states = self._states, None
         if states is not None:
             try:
-                self.changes = states.close()
+                mine = {(topo.client.addr(4), port) for port in ours or ()}
+                changes = [c for c in states.close() if not (c.local in mine and "LISTEN" in (c.old, c.new))]
+                if fenced is not None:
+                    raise fenced
+                self.changes = changes
                 self.states_unavailable = None
                 self.foreign = states.foreign
                 self.timewait = {(tuple(sk.local), tuple(sk.remote)): sk.state for h in topo.hosts

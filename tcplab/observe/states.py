@@ -145,3 +145,62 @@ def textbook_steps(changes: list[StateChange], lingering: str | None = None, *, 
 def textbook_path(changes: list[StateChange], lingering: str | None = None) -> list[str]:
     """The states of :func:`textbook_steps`, without their times."""
     return [state for _, state in textbook_steps(changes, lingering)]
+
+
+def _state_change_on(cpu: int, address: str) -> int | None:
+    """Runs in a host's namespace thread: on CPU ``cpu``, a listening socket on ``address`` opened
+    and closed (two state changes, recorded in that CPU's buffer); its port, or None where this
+    thread may not run there (a cpuset)."""
+    import os
+    import socket
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {cpu})       # returns once this thread runs there
+    except OSError:
+        return None
+    try:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((address, 0))
+            s.listen()
+            return s.getsockname()[1]
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def fence(sub, host, timeout: float = 5.0) -> set[int] | None:
+    """Make the record of ``sub`` complete up to now, on every CPU: a state change of tcplab's own
+    (a listener opened and closed on ``host``'s address) on each online CPU, then drains until
+    each one's record is read.  A CPU publishes its records in the order it wrote them, so once
+    its last is read every earlier one is too, however late it was published (a vCPU the host
+    descheduled mid-write).  Returns the listeners' ports (their records are tcplab's, not the
+    lab's), or None where a CPU could not be used (then nothing is proven this way).  Raises
+    CaptureIncomplete if a CPU's record never arrives."""
+    from ..errors import CaptureIncomplete, WaitTimeout
+    from ..wait import until
+    from .perf import _online_cpus
+    address = host.addr(4)
+    ports = {}
+    for cpu in _online_cpus():
+        port = host.ns.run(_state_change_on, cpu, address)
+        if port is None:
+            return None
+        ports[port] = cpu
+    log = sub.log
+
+    def all_read() -> bool:
+        log.pump()
+        seen = set()
+        for chunk in sub.chunks:
+            for t, raw in log.reader.records(chunk)[0]:
+                if log.local_address(raw) == address:
+                    e = log.parse(t, raw)
+                    if e.local[1] in ports and e.new == "CLOSED":
+                        seen.add(e.local[1])
+        return seen == set(ports)
+    try:
+        until(all_read, timeout, "every CPU's state record to be read")
+    except WaitTimeout:
+        raise CaptureIncomplete(f"the kernel's state record did not arrive from every CPU within {timeout:g} s "
+                                f"(tcplab's own changes on CPUs {sorted(ports.values())})") from None
+    return set(ports)
