@@ -4,7 +4,8 @@ The public face: labs and courses import from here (``from tcplab import Topolog
 so the layout inside can change without breaking them.  Inside, the folders are layers, each
 importing only the layers below it::
 
-    tcplab/errors.py, wait.py, settings.py   base: typed errors, polling with a deadline, pinned knobs
+    tcplab/errors.py, wait.py, settings.py, tools.py
+                       base: typed errors, polling with a deadline, pinned knobs, system programs
     tcplab/observe/    capture (Scapy, ring), trace model, fast parser, expectations,
                        the kernel's state record                                      (uses: base)
     tcplab/lab/        where labs can run (root, rootless, VM), namespaces, topology, the wire
