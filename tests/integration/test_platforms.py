@@ -73,7 +73,9 @@ def test_gradescope_without_namespaces_or_vm_says_so_in_one_line(tmp_path):
     res = run_autograder(unpack_bundle(tmp_path), wrapper=DOCKERLIKE, env={"TCPLAB_VM_KERNEL": "/nonexistent"})
     assert res["score"] == 0 and res["tests"] == []
     assert "\n" not in res["output"].strip()
-    assert res["output"].startswith("tcplab: cannot create network namespaces here")
+    # no grade, for the instructor: hidden from the student, the reason and the fix
+    assert res["output"].startswith("cannot grade here: tcplab: cannot create network namespaces here")
+    assert res["visibility"] == "hidden" and res["extra_data"]["tcplab"] == "cannot grade here"
     assert "no VM can run: TCPLAB_VM_KERNEL=/nonexistent: no such kernel image" in res["output"]
     assert "setup.sh" in res["output"]
 
