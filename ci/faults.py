@@ -285,14 +285,20 @@ def fault_nft(kind):
     def fault(work, rng, i):
         args = ["labs/test_loss.py", "tests/integration/test_impair.py", "-k", "drop or loss", "-q",
                 "--tcplab-backend", "nft", "--timeout", "60"]
+        prefix = []
         if kind == "missing":
-            path = ":".join(p for p in os.environ["PATH"].split(":") if not Path(p, "nft").exists())
-            expect = "the nft command is missing"
+            # tcplab looks in /usr/sbin and /sbin past the PATH: the machine is made to lack nft in
+            # a private mount namespace of the run, with /dev/null over it
+            nft = shutil.which("nft") or shutil.which("nft", path="/usr/local/sbin:/usr/sbin:/sbin")
+            prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                      f'mount --bind /dev/null {nft} && exec "$@"', "hide-nft"]
+            path = os.environ["PATH"]
+            expect = "the nft command is not installed"
         else:
             fake = _fake_tool(work, "nft", FAKE_NFT)
             path = f"{fake}:{os.environ['PATH']}"
             expect = "simulated failure"
-        run = Run(work, f"nft-{kind}", args, env={"PATH": path})
+        run = Run(work, f"nft-{kind}", args, env={"PATH": path}, prefix=prefix)
         rc = run.wait(300)
         said = expect in run.text
         passed_unimpaired = " passed" in run.text.splitlines()[-1] and "failed" not in run.text.splitlines()[-1] \
@@ -321,7 +327,7 @@ def fault_tcpdump_missing(work, rng, i):
         pass
     run = R()
     run.text, run.basetemp = out.read_text(errors="replace"), work / "bt-tcpdump"
-    said = "program 'tcpdump' is not installed" in run.text and "skipped" in run.text
+    said = "the tcpdump command is not installed" in run.text and "skipped" in run.text
     return run, None if said else "expected a skip naming tcpdump", f"tcpdump missing: exit {p.returncode}, " \
         f"skip reason names it: {said}" + _line_with(run.text, "tcpdump")
 
