@@ -89,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         from tqdm import tqdm
         bar = tqdm(total=len(subs), unit="submission", file=sys.stderr)
 
+    from ..grading.results import CANNOT_GRADE
+
     def progress(g):
-        from ..grading.results import CANNOT_GRADE
         if g.status == CANNOT_GRADE:
             line = f"{g.student}: no grade ({CANNOT_GRADE}: {g.note})"
         else:
@@ -115,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     errors = [g.student for g in grades if g.status == "error"]
     if errors:   # the grader itself failed on these (their log.txt says why); scores are still written
         print(f"the grader failed on: {', '.join(errors)}", file=sys.stderr)
-    from ..grading.results import CANNOT_GRADE
     no_grade = [g for g in grades if g.status == CANNOT_GRADE]
     if no_grade:   # the machine's doing, never a score: the instructor fixes the machine and grades again
         print(f"tcplab grade: {CANNOT_GRADE} ({len(no_grade)} of {len(grades)} submissions got no grade): "

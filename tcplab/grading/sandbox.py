@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .. import tools
@@ -155,10 +156,12 @@ def python_prefix() -> tuple[str, list[str]]:
     return exe, binds + [p for p in package_roots() if not any(_inside(p, b) for b in binds)]
 
 
-def package_roots() -> list[str]:
+@lru_cache(maxsize=None)
+def package_roots() -> tuple[str, ...]:
     """The sys.path folders that hold :data:`STUDENT_PACKAGES`, outside /usr: a user's
     ``pip install --user`` site, or a folder a ``.pth`` file adds.  Only those folders: the
-    grader's other paths (the assignment's hidden tests) stay out of the sandbox."""
+    grader's other paths (the assignment's hidden tests) stay out of the sandbox.  Found once
+    per process (the grader's sys.path does not change), not once per sandboxed program."""
     import importlib.util
     roots = []
     for name in STUDENT_PACKAGES:
@@ -168,7 +171,7 @@ def package_roots() -> list[str]:
         root = os.path.dirname(os.path.realpath(list(spec.submodule_search_locations)[0]))
         if not root.startswith("/usr/") and root not in roots:
             roots.append(root)
-    return roots
+    return tuple(roots)
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -243,8 +246,9 @@ class Sandbox:
                "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "PYTHONUNBUFFERED", "1",
                "--setenv", "LANG", "C.UTF-8",
                "--cap-drop", "ALL"]     # bwrap run by root keeps every capability unless told
-        if package_roots():            # found through a .pth or the user's site, which differ inside
-            bw += ["--setenv", "PYTHONPATH", os.pathsep.join(package_roots())]
+        roots = package_roots()
+        if roots:                      # found through a .pth or the user's site, which differ inside
+            bw += ["--setenv", "PYTHONPATH", os.pathsep.join(roots)]
         for cap in ("SETUID", "SETGID", "SETPCAP", *(c.upper() for c in self.caps)):   # one per flag
             bw += ["--cap-add", f"CAP_{cap}"]
         keep = "".join(f",+{c}" for c in self.caps)

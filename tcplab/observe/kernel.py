@@ -66,8 +66,7 @@ class KernelRecord:
         states, self._states = self._states, None
         if states is not None:
             try:
-                mine = {(topo.client.addr(4), port) for port in ours or ()}
-                changes = [c for c in states.close() if not (c.local in mine and "LISTEN" in (c.old, c.new))]
+                changes = [c for c in states.close() if not (c.local in (ours or ()) and "LISTEN" in (c.old, c.new))]
                 if fenced is not None:
                     raise fenced
                 self.changes = changes

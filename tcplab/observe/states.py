@@ -168,14 +168,14 @@ def _state_change_on(cpu: int, address: str) -> int | None:
         os.sched_setaffinity(0, before)
 
 
-def fence(sub, host, timeout: float = 5.0) -> set[int] | None:
+def fence(sub, host, timeout: float = 5.0) -> set[tuple] | None:
     """Make the record of ``sub`` complete up to now, on every CPU: a state change of tcplab's own
     (a listener opened and closed on ``host``'s address) on each online CPU, then drains until
     each one's record is read.  A CPU publishes its records in the order it wrote them, so once
     its last is read every earlier one is too, however late it was published (a vCPU the host
-    descheduled mid-write).  Returns the listeners' ports (their records are tcplab's, not the
-    lab's), or None where a CPU could not be used (then nothing is proven this way).  Raises
-    CaptureIncomplete if a CPU's record never arrives."""
+    descheduled mid-write).  Returns the listeners' local ``(address, port)`` (their records are
+    tcplab's, not the lab's), or None where a CPU could not be used (then nothing is proven this
+    way).  Raises CaptureIncomplete if a CPU's record never arrives."""
     from ..errors import CaptureIncomplete, WaitTimeout
     from ..wait import until
     from .perf import _online_cpus
@@ -186,21 +186,21 @@ def fence(sub, host, timeout: float = 5.0) -> set[int] | None:
         if port is None:
             return None
         ports[port] = cpu
-    log = sub.log
+    log, seen, read = sub.log, set(), [0]
 
     def all_read() -> bool:
         log.pump()
-        seen = set()
-        for chunk in sub.chunks:
+        for chunk in sub.chunks[read[0]:]:      # each chunk parsed once, as it arrives
             for t, raw in log.reader.records(chunk)[0]:
                 if log.local_address(raw) == address:
                     e = log.parse(t, raw)
                     if e.local[1] in ports and e.new == "CLOSED":
                         seen.add(e.local[1])
+        read[0] = len(sub.chunks)
         return seen == set(ports)
     try:
         until(all_read, timeout, "every CPU's state record to be read")
     except WaitTimeout:
         raise CaptureIncomplete(f"the kernel's state record did not arrive from every CPU within {timeout:g} s "
                                 f"(tcplab's own changes on CPUs {sorted(ports.values())})") from None
-    return set(ports)
+    return {(address, port) for port in ports}

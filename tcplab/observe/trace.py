@@ -158,9 +158,7 @@ class Connection:
         CaptureIncomplete where what is asked for has a gap: a record is complete or an error,
         never a sequence with a hole.  A lab that asserts one side reads that side: a gap in the
         other side's record is then not its concern."""
-        mine = self.kernel.states_between(self.client, self.server)
-        out = {s: [e for e in mine if e.local == (self.client if s == "client" else self.server)]
-               for s in ("client", "server")}
+        out = {s: self._changes(s) for s in ("client", "server")}
         from .states import gaps
         broken = gaps(out[side]) if side else gaps(out["client"]) + gaps(out["server"])
         if broken:
@@ -175,12 +173,16 @@ class Connection:
         for the reader: every CPU's buffer is read past a change of tcplab's own made after the
         lab's; yet Linux 6.18 under this VM has, once in about 40 runs of the RST labs, not
         recorded an IPv6 socket's ``FIN_WAIT_1 -> FIN_WAIT_2``: docs/kernels.md.)"""
-        mine = [e for e in self.kernel.states_between(self.client, self.server)
-                if e.local == (self.client if side == "client" else self.server)]
+        mine = self._changes(side)
         if not mine:
             from ..errors import CaptureIncomplete
             raise CaptureIncomplete(f"the kernel recorded no state change of the {side}'s socket")
         return mine[-1]
+
+    def _changes(self, side: str) -> list:
+        """``side``'s socket's state changes as recorded, gaps and all (Unsupported where none)."""
+        local = self.client if side == "client" else self.server
+        return [e for e in self.kernel.states_between(self.client, self.server) if e.local == local]
 
     def _lingering(self, side: str) -> str | None:
         """What sock_diag showed for ``side``'s tuple when the capture stopped, if a timewait
