@@ -51,7 +51,7 @@ class _Floor:
         self.bits = None
 
     def _ns_thread(self, fn, result, i, ready, go):
-        from tcplab.lab.netns import _unshare_net
+        from tcplab.wire.netns import _unshare_net
         _unshare_net()
         result[i] = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         ready.release()

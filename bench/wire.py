@@ -65,7 +65,7 @@ def main():
     ap.add_argument("--backend", choices=("nft", "netem"), default=None, help="default: what the kernel has")
     ap.add_argument("--burst", type=int, default=1000, help="datagrams in the burst pattern")
     a = ap.parse_args()
-    from tcplab.lab.impair import chosen_backend
+    from tcplab.wire.impair import chosen_backend
     backend = chosen_backend(a.backend)
     print(f"backend {backend}")
     for burst, n in ((False, 200), (True, a.burst)):

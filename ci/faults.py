@@ -335,7 +335,7 @@ def fault_tcpdump_missing(work, rng, i):
 def fault_netlink_error(work, rng, i):
     """Force the netem backend on a kernel without sch_netem: the kernel answers the qdisc request
     with a netlink error (ENOENT); strict mode must fail, not run unimpaired."""
-    from_kernel = subprocess.run([PY, "-c", "from tcplab.lab.impair import probe_netem; print(probe_netem()[0])"],
+    from_kernel = subprocess.run([PY, "-c", "from tcplab.wire.impair import probe_netem; print(probe_netem()[0])"],
                                  capture_output=True, text=True, cwd=REPO).stdout.strip()
     args = ["labs/test_loss.py", "-k", "random_loss and ipv4", "-q", "--tcplab-backend", "netem", "--tcplab-strict"]
     run = Run(work, "netlink", args)

@@ -19,16 +19,11 @@ importing only the layers below it::
 ``observe`` sits below ``lab``: a capture works on any object with hosts (duck-typed), and the
 topology offers ``capture()`` on top of it.  tests/unit/test_layout.py enforces the directions.
 """
-import importlib as _importlib
-import sys as _sys
-import types as _types
-import warnings as _warnings
-
 from .grading import Assignment, Limits, Sandbox, Score
 from .errors import (CaptureIncomplete, ConfigError, ExpectationFailed, TcplabError, Unsupported,
                      WaitTimeout)
 from .lab.diag import StatePoller
-from .lab.impair import Drop, Netem
+from .wire.impair import Drop, Netem
 from .lab.sockets import Conn, Sending
 from .observe.tcpinfo import TcpInfo
 from .lab.topology import Topology
@@ -42,30 +37,3 @@ __all__ = ["Topology", "Drop", "Netem", "Capture", "RingCapture", "Trace", "Conn
            "Expectation", "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete",
            "WaitTimeout", "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "Conn", "Sending", "TcpInfo"]
 __version__ = "0.1.0"
-
-# The modules' old flat paths (``from tcplab.impair import Drop`` in labs written for 0.1) still
-# work in this release, with a DeprecationWarning naming the package face; they go in 0.3.
-_MOVED = {"trace": "observe.trace", "expect": "observe.expect", "capture": "observe.capture",
-          "ring": "observe.ring", "fastparse": "observe.fastparse", "netns": "lab.netns",
-          "topology": "lab.topology", "impair": "lab.impair", "sockets": "lab.sockets",
-          "process": "lab.process", "diag": "lab.diag"}
-
-
-class _MovedModule(_types.ModuleType):
-    """Stands at an old module path; every name read from it warns once and comes from the new home."""
-
-    def __init__(self, old: str, new: str):
-        super().__init__(f"{__name__}.{old}")
-        self._new = f"{__name__}.{new}"
-
-    def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        _warnings.warn(f"{self.__name__} is deprecated and goes in tcplab 0.3: import {name} from the package "
-                       f"face (from tcplab import {name}) or from {self._new}", DeprecationWarning, stacklevel=2)
-        return getattr(_importlib.import_module(self._new), name)
-
-
-for _old, _new in _MOVED.items():
-    _sys.modules[f"{__name__}.{_old}"] = _MovedModule(_old, _new)
-del _old, _new

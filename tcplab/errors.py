@@ -27,7 +27,13 @@ class WaitTimeout(TcplabError, TimeoutError):
 
 
 class ExpectationFailed(TcplabError, AssertionError):
-    """An observed exchange does not match the expected one.  ``str()`` is the full report."""
+    """An observed exchange does not match the expected one.  ``str()`` is the full report;
+    ``mismatch`` is the typed record (:class:`tcplab.observe.expect.Mismatch`: the connection,
+    the script, where they part) that reports draw their pictures from."""
+
+    def __init__(self, report: str, mismatch=None):
+        super().__init__(report)
+        self.mismatch = mismatch
 
 
 def hide_config_errors(excinfo) -> bool:

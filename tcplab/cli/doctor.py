@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes.util
+import os
 import platform
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ def run_checks(access=None) -> list[Check]:
                       f"(sudo; in Docker: --privileged), or install the VM (sudo ci/setup --vm): {missing}")]
     checks = [Check("mode", True, f"{access.mode}" + (f" (cannot here: {where.LIMITS[access.mode]})"
                                                        if where.LIMITS[access.mode] else ""))]
-    from ..lab.netns import Namespace
+    from ..wire.netns import Namespace
     try:
         with Namespace("doctor") as ns:
             def veth():
@@ -46,7 +47,7 @@ def run_checks(access=None) -> list[Check]:
     except Exception as exc:
         checks.append(Check("namespaces, veth, bridge", False, f"{exc}"))
         return checks
-    from ..lab.impair import probe_netem, probe_nft
+    from ..wire.impair import probe_netem, probe_nft
     ok, why = probe_netem()
     checks.append(Check("sch_netem", ok, why + ("" if ok else
                         "; netem labs (delay, reorder, ...) will skip; random loss falls back to nftables"),
@@ -61,7 +62,7 @@ def run_checks(access=None) -> list[Check]:
                         pcap or "missing: apt-get install libpcap0.8 (Scapy BPF filters; tcplab works without)",
                         required=False))
     try:
-        from ..lab.netns import Namespace as N
+        from ..wire.netns import Namespace as N
         from ..lab.topology import _disable_offloads
         with N("offload") as ns:
             def off():
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     argparse.ArgumentParser(prog="tcplab doctor", description=__doc__.split("\n")[0].strip("`")
                             + " Exit 0: the labs can run; 4: something they need is missing.").parse_args(argv or [])
-    from ..lab.impair import chosen_backend
+    from ..wire.impair import chosen_backend
     print(f"tcplab doctor: kernel {platform.release()} ({platform.machine()})")
     checks = run_checks()
     for c in checks:
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if ready and checks[0].detail.startswith("vm:"):
         print("labs can run in the VM: pytest --tcplab-vm labs/")
     elif ready:
-        print(f"  backend for statistical impairments: {chosen_backend()} "
+        print(f"  backend for statistical impairments: {chosen_backend(os.environ.get('TCPLAB_BACKEND'))} "
               f"(override with TCPLAB_BACKEND=netem|nft or --tcplab-backend)")
         absent = [c.name for c in checks if not c.ok]
         print("labs can run: pytest labs/  (as root, or as yourself: rootless where user namespaces work)"

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def vm_missing() -> str | None:
     """What the VM needs and this machine lacks, or None."""
-    from .vm import VMError, default_kernel
+    from ..lab.vm import VMError, default_kernel
     from .. import tools
     if tools.find("qemu-system-x86_64") is None:
         return "QEMU is not installed (the bundle's setup.sh, or  sudo ci/setup --vm, installs it)"
@@ -140,7 +140,7 @@ def vm_missing() -> str | None:
 def grade_in_vm(a: argparse.Namespace, subs: list[Path]) -> int:
     """The same grading inside the VM: the guest writes into the VM's results share, and the
     grades, results.json files, pcaps and ladders are copied to --out from there."""
-    from .vm import Guest, VMError, default_kernel, guest_python, run_vm
+    from ..lab.vm import Guest, VMError, default_kernel, guest_python, run_vm
 
     def collect(results: Path) -> None:
         if (results / "out").is_dir():

@@ -73,7 +73,8 @@ def _run_once(k: int, folder: Path, args: argparse.Namespace, selection: list[st
     junit = folder / "junit.xml"
     py = sys.executable
     if args.vm:
-        cmd = [py, "-m", "tcplab", "vm", "--junit", str(junit), "--artifacts", str(folder / "artifacts")]
+        # ci/kernel-matrix: CI's own command, which holds the netem stage's selection
+        cmd = [str(REPO / "ci" / "kernel-matrix"), "--junit", str(junit), "--artifacts", str(folder / "artifacts")]
         if args.netem or not args.pytest_args:
             cmd.append("--netem")
         if args.pytest_args:

@@ -12,7 +12,7 @@ Each live topology on the machine has a subnet of its own (the first 198.18.0.0/
 sockets can be told apart by address in the kernel's machine-wide records (the state-change
 tracepoint has no namespace).
 
-Loss, delay and targeted drops live in the wire namespace (see :mod:`tcplab.lab.impair`), so they
+Loss, delay and targeted drops live in the wire namespace (see :mod:`tcplab.wire.impair`), so they
 behave like a real lossy link: the sender's TCP retransmits, the sender's capture shows what was
 sent and the receiver's capture shows what arrived.  The hosts get static neighbour entries (no ARP
 or ND in a trace), ``lo`` up, offloads off (real segments, real checksums) and pinned TCP sysctls.
@@ -20,7 +20,6 @@ or ND in a trace), ``lo`` up, offloads off (real segments, real checksums) and p
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import socket
@@ -33,12 +32,11 @@ from typing import Any
 from ..errors import ConfigError, TcplabError, check_int
 from ..wait import until
 from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
-from .netns import Namespace, ipr as _ipr
 from .. import settings
+from ..wire.bridge import BR_STATE_FORWARDING, CLIENT, IFNAME, MACS, SERVER
+from ..wire.link import Wire
+from ..wire.netns import Namespace, ipr as _ipr
 
-CLIENT, SERVER = "client", "server"
-#: each host's MAC (its addresses come from the topology's :class:`Subnet`)
-MACS = {CLIENT: "02:00:c6:12:00:01", SERVER: "02:00:c6:12:00:02"}
 HOST_ID = {CLIENT: 1, SERVER: 2}
 SUBNETS = 512          # 198.18.0.0/24 ... 198.19.255.0/24: the whole of 198.18.0.0/15
 
@@ -64,21 +62,12 @@ class Subnet:
     def release(self) -> None:
         self._claim.release()
 PREFIX = {4: 24, 6: 64}
-IFNAME = "eth0"
-WIRE_PORT = {CLIENT: "c", SERVER: "s"}
-BRIDGE = "wire"
 NUD_PERMANENT = 0x80
-BR_STATE_FORWARDING = 3
 RTN_LOCAL = 2
 IFA_F_NODAD = 0x02
 #: Offloads that make captures lie (63 KB "segments", unfilled checksums).
 OFFLOADS_OFF = ("tx-checksum-ip-generic", "tx-tcp-segmentation", "tx-tcp6-segmentation",
                 "tx-generic-segmentation", "tx-scatter-gather", "rx-gro")
-
-
-def _deprecated(old: str, new: str) -> None:
-    import warnings
-    warnings.warn(f"{old} is deprecated and goes in tcplab 0.3: use {new}", DeprecationWarning, stacklevel=3)
 
 
 def family_of(family: Any) -> int:
@@ -139,29 +128,6 @@ def _disable_offloads(ifname: str) -> None:
     if still:
         raise TcplabError(f"could not turn off offloads {still} on {ifname}: captures would show "
                           "merged segments and bad checksums")
-
-
-FILLER_ETHERTYPE = b"\x88\xb5"   # IEEE local experimental: no host answers or counts it
-
-
-def _send_fillers(ifname: str, src_mac: str, dst_mac: str, sizes=(1514, 100)) -> None:
-    """Frames that empty a wire port's token bucket (Topology.cross_next)."""
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    try:
-        s.bind((ifname, 0))
-        head = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + FILLER_ETHERTYPE
-        for size in sizes:
-            s.send(head + b"tcplab-cross-next".ljust(size - len(head), b"\0"))
-    finally:
-        s.close()
-
-
-def bridge_port_state(ipr, index: int) -> int | None:
-    """The bridge port state (BR_STATE_FORWARDING when it forwards) of link ``index``, read with
-    ``ipr`` in its namespace's thread; None when the link is no bridge port."""
-    info = ipr.get_links(index)[0].get_attr("IFLA_LINKINFO")
-    data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
-    return data.get_attr("IFLA_BRPORT_STATE") if data else None
 
 
 def _read_counters() -> dict[str, int]:
@@ -308,19 +274,6 @@ class Host:
         count this lab's connections only: the kernel's own word on which recovery happened."""
         return self.ns.run(_read_counters)
 
-    def tcp_state(self, local: tuple, remote: tuple) -> str:
-        """Deprecated (goes in 0.3): ``conn.state()``, or ``conn.peer_state()`` for the other end."""
-        _deprecated("host.tcp_state(local, remote)", "conn.state() (or conn.peer_state() for the other end)")
-        from .diag import state_of
-        return state_of(self.tcp_sockets(), local, remote)
-
-    def wait_state(self, local: tuple, remote: tuple, *states: str, timeout: float = 5.0) -> str:
-        """Deprecated (goes in 0.3): ``conn.wait_state(STATE)``, or ``conn.wait_peer_state(STATE)``."""
-        _deprecated("host.wait_state(local, remote, STATE)",
-                    "conn.wait_state(STATE) (or conn.wait_peer_state(STATE) for the other end)")
-        from .diag import wait_state
-        return wait_state(self, local, remote, states, timeout)
-
     def wait_listening(self, port: int, family: Any = 4, timeout: float = 60.0, program=None) -> None:
         """Wait until something listens on ``port`` here.  The deadline is generous because a
         program's start-up (an interpreter importing its modules) can take seconds on an emulated
@@ -351,13 +304,11 @@ class Topology:
     ``workdir`` to keep the pcaps.
     """
 
-    def __init__(self, *, workdir: str | os.PathLike | None = None, seed: int | None = None):
-        #: seed for random impairments (None: a fresh one per impair() call, recorded there)
-        self.seed = seed
+    def __init__(self, *, workdir: str | os.PathLike | None = None, seed: int | None = None,
+                 backend: str | None = None):
         self.captures: list = []
         self.pollers: list = []        # StatePoller objects started on this topology's hosts
         self._namespaces: list[Namespace] = []
-        self.impairments = None
         self.subnet = Subnet()
         self._own_workdir = workdir is None
         try:
@@ -368,11 +319,12 @@ class Topology:
             self._namespaces = [c_ns, s_ns, w_ns]
             self.client = Host(self, CLIENT, c_ns)
             self.server = Host(self, SERVER, s_ns)
-            self.wire = w_ns
+            #: the link between them (:class:`tcplab.wire.link.Wire`): impairments, held segments
+            self.wire = Wire(w_ns, seed=seed, backend=backend)
             # conf.default must be set before eth0 arrives in each host.
             for pin in [h.ns.submit(h._pin_sysctls) for h in (self.client, self.server)]:
                 pin.result()
-            w_ns.run(self._build_wire)
+            self.wire.build({h.name: (h.mac, h.ns.fd) for h in self.hosts})
             jobs = [h.ns.submit(h._configure_link) for h in (self.client, self.server)]
             for j in jobs:
                 j.result()
@@ -387,13 +339,10 @@ class Topology:
         these steps asynchronously after the links are set up (linkwatch, then IPv6 addrconf); a
         segment sent before is dropped, by the bridge or by the receiving host's IPv6, and a lab's
         first SYN then goes again a second later (docs/kernels.md)."""
-        def states():
-            i = _ipr(self.wire)
-            return {name: bridge_port_state(i, idx) for name, idx in self.wire_ports.items()}
         last: dict = {}
 
         def forwarding():
-            last.update(self.wire.run(states))
+            last.update(self.wire.port_states())
             for h in self.hosts:
                 last[f"{h.name} eth0"] = h.ns.run(h._link_ready)
             return all(v in (BR_STATE_FORWARDING, True) for v in last.values())
@@ -408,24 +357,6 @@ class Topology:
     def hosts(self) -> tuple[Host, Host]:
         return (self.client, self.server)
 
-    def _build_wire(self) -> None:
-        # The wire is a pure L2 path: no IPv6 on the bridge, so it never sends frames of its own
-        # (MLD, router solicitations) that an impairment could count or drop.
-        for key in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"):
-            self.wire.sysctl(key, 1)
-        self.wire.sysctl("net.ipv4.igmp_link_local_mcast_reports", 0)
-        ipr = _ipr(self.wire)
-        ipr.link("set", index=1, state="up")
-        # One request per device: the bridge created up, each veth created with its peer in the
-        # host (named, with its MAC), already enslaved to the bridge and up.
-        ipr.link("add", ifname=BRIDGE, kind="bridge", br_stp_state=0, br_forward_delay=0, state="up")
-        (br,) = ipr.link_lookup(ifname=BRIDGE)
-        for host in (self.client, self.server):
-            ipr.link("add", ifname=WIRE_PORT[host.name], kind="veth", master=br, state="up",
-                     peer={"ifname": IFNAME, "address": host.mac, "net_ns_fd": host.ns.fd})
-        index = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
-        self.wire_ports = {name: index[p] for name, p in WIRE_PORT.items()}
-
     def cross_next(self, hold: float = 0.5) -> None:
         """Hold the next segment each way for about ``hold`` seconds (0.05 to 0.6), so that two
         segments the hosts send at once (two SYNs, two FINs) cross on the wire: each arrives after
@@ -438,38 +369,7 @@ class Topology:
         answers); the last waits in the queue, and so does whatever is sent next.  Every later segment also waits its turn (a
         66-byte ACK: 33 ms), so each state lasts long enough to be polled.  Use it for handshakes
         and closes, not data."""
-        if not 0.05 <= hold <= 0.6:
-            raise ConfigError(f"hold={hold!r}: seconds from 0.05 to 0.6 (below the 1 s SYN timer)")
-        filler = max(100, int(hold * 2000) + 100)
-        if not getattr(self, "_tbf", False):
-            def add():
-                i = _ipr(self.wire)
-                for idx in self.wire_ports.values():
-                    i.tc("add", "tbf", idx, 0x10000, rate="16kbit", burst=1600, limit=100000)
-            from pyroute2.netlink.exceptions import NetlinkError
-            try:
-                self.wire.run(add)
-            except NetlinkError as exc:
-                if exc.code not in (errno.ENOENT, errno.EOPNOTSUPP):   # anything but "no such qdisc kind"
-                    raise
-                from ..errors import Unsupported
-                raise Unsupported(f"the kernel refused a tbf qdisc ({exc}): cross_next() needs sch_tbf") from None
-            self._tbf = True
-        # Fill each port's queue: send filler frames until one waits in the queue.  The bucket's
-        # level depends on how long the port was idle, and it refills while this runs, so it is
-        # checked, not assumed.  The last filler waits about ``hold`` (its size at 2000 bytes/s,
-        # less what the bucket still held), below the 1 s SYN and SYN-ACK timers.
-        sizes = {h.name: (1514, filler) for h in self.hosts}
-        for _ in range(50):
-            for h in self.hosts:
-                if sizes[h.name]:
-                    h.ns.run(_send_fillers, h.ifname, h.mac, h.peer.mac, sizes[h.name])
-            queued = self.wire.run(self._tbf_queues)
-            # the client's frames leave through the server's port, and the other way round
-            sizes = {h.name: () if queued[self.wire_ports[h.peer.name]] else (filler,) for h in self.hosts}
-            if not any(sizes.values()):
-                return
-        raise TcplabError("cross_next: the wire's token buckets never queued a filler frame")
+        self.wire.cross_next(self.hosts, hold)
 
     def simultaneous_open(self, family: Any = 4, ports: tuple[int, int] = (5001, 5002)):
         """Both hosts connect to each other at once, with no listener: the client from
@@ -505,41 +405,22 @@ class Topology:
 
     def held(self) -> int:
         """How many frames the wire holds back right now (after :meth:`cross_next`; else 0)."""
-        if not getattr(self, "_tbf", False):
-            return 0
-        return sum(self.wire.run(self._tbf_queues).values())
-
-    def _tbf_queues(self) -> dict[int, int]:
-        return {m["index"]: m.get_attr("TCA_STATS2").get_attr("TCA_STATS_QUEUE")["qlen"]
-                for m in _ipr(self.wire).get_qdiscs() if m.get_attr("TCA_KIND") == "tbf"}
+        return self.wire.held()
 
     def impair(self, *, c2s=None, s2c=None, both=None, drops=(), backend: str | None = None,
                seed: int | None = None):
         """Impair the wire: ``c2s``/``s2c`` (or ``both``) are :class:`tcplab.Netem` specs,
         ``drops`` a list of :class:`tcplab.Drop`.  Returns the applied
-        :class:`tcplab.lab.impair.WireImpairments` (backend, counters, ``seed``).  Can be called once.
+        :class:`tcplab.wire.impair.WireImpairments` (backend, counters, ``seed``).  Can be called once.
         ``seed`` (default: the topology's, else a fresh one) fixes the random loss pattern on
         the nftables backend."""
-        from .impair import Drop, Netem, WireImpairments, chosen_backend
-        if self.impairments is not None:
-            raise ConfigError("the wire is already impaired: give every impairment in one impair() call")
-        if both is not None:
-            if c2s is not None or s2c is not None:
-                raise ConfigError("give either both= or c2s=/s2c=, not both")
-            c2s = s2c = both
-        for name, spec in (("c2s", c2s), ("s2c", s2c)):
-            if spec is not None and not isinstance(spec, Netem):
-                raise ConfigError(f"{name}= takes a tcplab.Netem(...), not {type(spec).__name__}")
-        drops = list(drops)
-        for d in drops:
-            if not isinstance(d, Drop):
-                raise ConfigError(f"drops= takes tcplab.Drop(...) items, not {type(d).__name__}")
-        if seed is not None:
-            check_int("seed", seed, 0, 2**63 - 1, "a whole number from 0 (e.g. seed=1234)")
-        imp = WireImpairments(self, chosen_backend(backend), seed if seed is not None else self.seed)
-        imp.apply(c2s, s2c, drops)
-        self.impairments = imp
-        return imp
+        return self.wire.impair(c2s=c2s, s2c=s2c, both=both, drops=drops, backend=backend, seed=seed)
+
+    @property
+    def impairments(self):
+        """What :meth:`impair` applied (:class:`tcplab.wire.impair.WireImpairments`), else None."""
+        wire = getattr(self, "wire", None)
+        return wire.impairments if wire is not None else None
 
     def capture(self, name: str = "capture", *, bulk: bool = False, **kw: Any):
         """Start a capture on both ends of the link; see :class:`tcplab.Capture`.  With
@@ -563,8 +444,8 @@ class Topology:
                 poller.stop()
             except Exception as exc:
                 errors.append(f"state poller: {exc!r}")
-        if getattr(self, "impairments", None) is not None:
-            errors += self.impairments.close()
+        if getattr(self, "wire", None) is not None:
+            errors += self.wire.close()
         for h in (getattr(self, "client", None), getattr(self, "server", None)):
             if h is not None:
                 errors += h._close()

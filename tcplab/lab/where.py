@@ -12,7 +12,7 @@ Three ways, tried in this order, by trying rather than by guessing from uids or 
               AppArmor restriction refuses a veth with EPERM), so the probe builds a veth and a
               bridge, not just the namespace;
 ``vm``        neither (Docker's default seccomp profile refuses unshare() and namespace flags to
-              clone()): the work goes into a VM booted by QEMU (:mod:`tcplab.cli.vm`), where
+              clone()): the work goes into a VM booted by QEMU (:mod:`tcplab.lab.vm`), where
               the guest is root.
 
 Each probe runs in a forked child, so a failed try leaves this process as it was.  A user
@@ -34,7 +34,7 @@ from ..tools import in_user_namespace
 
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 ROOT, ROOTLESS, VM = "root", "rootless", "vm"
-#: set in the VM guest's environment by tcplab.cli.vm
+#: set in the VM guest's environment by tcplab.lab.vm
 GUEST_ENV = "TCPLAB_GUEST"
 #: TCPLAB_USERNS=0 keeps a non-root process out of a user namespace (it then cannot build labs)
 USERNS_ENV = "TCPLAB_USERNS"
@@ -186,10 +186,80 @@ def enter() -> None:
     os.environ["LOGNAME"] = os.environ["USER"] = name
 
 
+_arranged: Access | None = None
+
+
+def arranged() -> Access | None:
+    """What :func:`arrange` (or :func:`inherit`) decided for this process; None before."""
+    return _arranged
+
+
+def inherit() -> Access:
+    """For a child of a process that arranged (an xdist worker): its mode, without probing (a
+    user namespace is inherited)."""
+    global _arranged
+    mode = current()
+    _arranged = Access(mode, "" if mode else "see the controller's header")
+    return _arranged
+
+
 def arrange() -> Access:
     """Make this process able to build labs, the fastest way that works here: as it is (root),
     else in a user namespace it enters now (rootless).  Where neither works, the Access says why
     (the caller offers the VM)."""
+    global _arranged
+    _arranged = _arrange()
+    return _arranged
+
+
+def no_lab_here(access: Access) -> str:
+    """One line: why labs cannot run here, and the two ways that do."""
+    return (f"tcplab cannot build a lab network here ({access.why}). Run as root (sudo .venv/bin/python -m pytest "
+            "...; in Docker: --privileged), or in a VM: add --tcplab-vm (needs  sudo ci/setup --vm  once; slower)")
+
+
+def _outer_uid() -> int:
+    """This process's uid outside its user namespace."""
+    with open("/proc/self/uid_map") as f:
+        return int(f.read().split()[1])
+
+
+def describe(access: Access, *, backend: str | None = None, seed: int | None = None) -> list[str]:
+    """What a run here gets, in lines (pytest's report header): the kernel and mode, the impairment
+    backend, the seed, the state record, the TCP settings pinned in every namespace.  Probes a
+    namespace; never raises (a header must never break a run)."""
+    import platform
+    if not access.ok:
+        return [f"tcplab: kernel {platform.release()}, mode none: {access.why}"]
+    limits = LIMITS[access.mode]
+    lines = [f"tcplab: kernel {platform.release()}, mode {access.mode}"
+             + (" (root inside a user namespace of uid %d, not on the machine)" % _outer_uid()
+                if access.mode == ROOTLESS else "")
+             + (f"; cannot here: {limits}" if limits else "")]
+    try:
+        from .. import settings
+        from ..observe.states import unavailable
+        from ..wire.impair import chosen_backend, probe_netem
+        from ..wire.netns import Namespace
+        with Namespace("probe") as ns:
+            applied = {k.key: (k.value if ns.has_sysctl(k.key) else "absent on this kernel")
+                       for k in settings.TCP_KNOBS}
+        lines.append(f"tcplab: impairment backend {chosen_backend(backend)} (sch_netem: {probe_netem()[1]})")
+        lines.append(f"tcplab: random impairments seeded with {seed} (--tcplab-seed)" if seed is not None else
+                     "tcplab: random impairments get a fresh seed per test, shown in its failure and "
+                     "JUnit properties (replay: --tcplab-seed N)")
+        why = unavailable()
+        lines.append(f"tcplab: state timeline: unavailable ({why}); labs that need the exact sequence of "
+                     "states skip, state checks poll sock_diag" if why else
+                     "tcplab: state timeline: the kernel's sock:inet_sock_set_state tracepoint (perf_event_open)")
+        lines.append("tcplab: TCP settings pinned in every lab namespace:")
+        lines += settings.describe(applied)
+    except Exception as exc:
+        lines.append(f"tcplab: could not probe namespaces: {exc}")
+    return lines
+
+
+def _arrange() -> Access:
     mode = current()
     if mode in (VM, ROOTLESS):
         return Access(mode)

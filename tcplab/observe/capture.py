@@ -247,6 +247,14 @@ class BothEnds:
         if self._kernel is not None:
             self._kernel.drop()
 
+    @property
+    def saw_traffic(self) -> bool:
+        """Stopped, with at least one frame captured on either end."""
+        return not self.running and self._saw_traffic()
+
+    def _saw_traffic(self) -> bool:
+        raise NotImplementedError
+
     # the state record, as labs read it from the capture
     @property
     def state_changes(self) -> list | None:
@@ -316,6 +324,9 @@ class Capture(BothEnds):
             if is_marker(pkt):
                 self._markers[pkt.sniffed_on].add(bytes(pkt.payload)[len(MARKER_MAGIC):])
             self._cond.notify_all()
+
+    def _saw_traffic(self) -> bool:
+        return any(self.packets.values())
 
     def _flush(self, src, dst) -> None:
         """Send markers src -> dst until one arrives at dst (CaptureIncomplete after the flush timeout)."""

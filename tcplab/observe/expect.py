@@ -1,4 +1,4 @@
-"""Expected exchanges in packetdrill-style relative notation, and the reports of a mismatch.
+"""Expected exchanges in packetdrill-style relative notation, and where an observed one departs.
 
 One line per segment, numbers relative to each side's ISN::
 
@@ -34,12 +34,27 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Union
 
-from ..errors import ConfigError, ExpectationFailed
+from ..errors import ConfigError
 from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
-from .notation import MOD, flags_from_letters, letters, render_options
+from ..notation import MOD, flags_from_letters, letters, render_options
 
 if TYPE_CHECKING:
-    from .trace import Connection, Segment
+    from .trace import Segment
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One observed segment as an expectation reads it: who sent it and its sequence and
+    acknowledgement numbers relative to each side's ISN.  The trace makes these
+    (:meth:`tcplab.Connection.seen`); an expectation never calls back into the connection."""
+    seg: Segment
+    side: str                  # "client" or "server": who sent it
+    rel_seq: int
+    rel_ack: int | None        # None: no ACK flag
+
+    @property
+    def arrow(self) -> str:
+        return ">" if self.side == "client" else "<"
 
 _LINE = re.compile(
     r"""^(?P<dir>[<>])\s+(?P<flags>[^\s]+)
@@ -70,16 +85,16 @@ class Spec:
     hi: int = 1
     lineno: int = 0
 
-    def differences(self, conn: Connection, seg: Segment) -> list[tuple[str, str, str]]:
+    def differences(self, seen: Seen) -> list[tuple[str, str, str]]:
         """(field, expected, actual) for every field that differs; empty when it matches."""
         d = []
+        seg = seen.seg
         side = "client" if self.direction == ">" else "server"
-        if conn.side(seg) != side:
-            d.append(("direction", f"{self.direction} ({side} sends)",
-                      f"{conn.arrow(seg)} ({conn.side(seg)} sends)"))
+        if seen.side != side:
+            d.append(("direction", f"{self.direction} ({side} sends)", f"{seen.arrow} ({seen.side} sends)"))
         if seg.flags != self.flags:
             d.append(("flags", f'"{letters(self.flags)}"', f'"{seg.letters}"'))
-        rs = conn.rel_seq(seg)
+        rs = seen.rel_seq
         if self.seq is not None and rs != self.seq:
             d.append(("seq", str(self.seq), str(rs)))
         if self.length is not None and seg.length != self.length:
@@ -87,7 +102,7 @@ class Spec:
         if self.end is not None and self.length is None and (rs + seg.length) % MOD != self.end:
             d.append(("end", str(self.end), str((rs + seg.length) % MOD)))
         if self.ack is not None:
-            ra = conn.rel_ack(seg)
+            ra = seen.rel_ack
             if ra != self.ack:
                 d.append(("ack", str(self.ack), "none (no ACK flag)" if ra is None else str(ra)))
         if self.win is not None and seg.win != self.win:
@@ -256,40 +271,58 @@ class Expectation:
         return cls(root, text)
 
     # -- matching ----------------------------------------------------------------------
-    def match(self, conn: Connection, complete: bool = True) -> "Failure | None":
-        segs = conn.segments
-        probe = _Probe(conn)
+    def match(self, seen: list[Seen], complete: bool = True) -> "Failure | None":
+        """Where ``seen`` departs from this exchange (None: it matches).  ``complete``: every
+        observed segment must be accounted for, not only a prefix."""
+        probe = _Probe(seen)
         for end in probe.walk(self.root, 0):
-            if not complete or end == len(segs):
+            if not complete or end == len(seen):
                 return None
             probe.note(end, None)  # the script is done but segments remain
         return probe.failure()
 
-    def check(self, conn: Connection, complete: bool = True) -> None:
-        __tracebackhide__ = True
-        f = self.match(conn, complete)
-        if f is not None:
-            exc = ExpectationFailed(report(conn, f, self))
-            # what a picture of the failure needs (tcplab.report.ladder draws it)
-            exc.conn, exc.script = conn, self.text
-            exc.notes, exc.missing = failure_marks(f)
-            raise exc
-
 
 @dataclass
 class Failure:
-    index: int                 # the segment where matching got stuck (== len: ran out)
+    """Where an observed exchange departs from the expected one."""
+    index: int                 # the segment where matching got stuck (== total: ran out)
     spec: Spec | None          # the closest expected line there (None: an extra segment)
     diffs: list                # (field, expected, actual)
     total: int = 0             # how many segments the connection has
+
+    def marks(self) -> tuple[dict[int, str], str | None]:
+        """Where the failure shows on a ladder: notes by segment index, and a note after the
+        last segment when an expected one is missing."""
+        if self.spec is None:
+            return {self.index: "unexpected"}, None
+        if self.index >= self.total:
+            return {}, f"expected {self.spec.render()}"
+        return {self.index: f"expected {self.spec.render()}"}, None
+
+
+@dataclass
+class Mismatch:
+    """The typed record of a failed expectation, carried by :class:`tcplab.ExpectationFailed`:
+    the connection observed, the script it was held to, and where they part.  Reports draw
+    their ladders from it."""
+    conn: Any                  # the tcplab.Connection
+    script: str
+    failure: Failure
+
+    @property
+    def notes(self) -> dict[int, str]:
+        return self.failure.marks()[0]
+
+    @property
+    def missing(self) -> str | None:
+        return self.failure.marks()[1]
 
 
 class _Probe:
     """Backtracking matcher that remembers the furthest point any attempt reached."""
 
-    def __init__(self, conn: Connection):
-        self.conn = conn
-        self.segs = conn.segments
+    def __init__(self, seen: list[Seen]):
+        self.segs = seen
         self.best = -1
         self.cands: list[Spec | None] = []
 
@@ -300,7 +333,7 @@ class _Probe:
             self.cands.append(spec)
 
     def ok(self, spec: Spec, i: int) -> bool:
-        if i < len(self.segs) and not spec.differences(self.conn, self.segs[i]):
+        if i < len(self.segs) and not spec.differences(self.segs[i]):
             return True
         self.note(i, spec)
         return False
@@ -352,53 +385,7 @@ class _Probe:
             real = [c for c in self.cands if c is not None]
             if not real:
                 return Failure(i, None, [], len(self.segs))
-            spec = min(real, key=lambda s: len(s.differences(self.conn, self.segs[i])))
-            return Failure(i, spec, spec.differences(self.conn, self.segs[i]), len(self.segs))
+            spec = min(real, key=lambda s: len(s.differences(self.segs[i])))
+            return Failure(i, spec, spec.differences(self.segs[i]), len(self.segs))
         spec = next((c for c in self.cands if c is not None), None)
         return Failure(i, spec, [], len(self.segs))
-
-
-def failure_marks(f: Failure) -> tuple[dict[int, str], str | None]:
-    """Where a failure shows on the ladder: notes by segment index, and a note after the last
-    segment when an expected one is missing."""
-    if f.spec is None:
-        return {f.index: "unexpected"}, None
-    if f.index >= f.total:
-        return {}, f"expected {f.spec.render()}"
-    return {f.index: f"expected {f.spec.render()}"}, None
-
-
-def report(conn: Connection, f: Failure, exp: Expectation | None = None) -> str:
-    """The text a user sees when an exchange does not match (pinned by tests)."""
-    segs = conn.segments
-    out = []
-    if f.index >= len(segs):
-        out.append(f"segment {f.index + 1} is missing: the exchange ended after {len(segs)} segment(s)")
-        out.append(f"  expected: {f.spec.render() if f.spec else '(nothing)'}")
-        out.append("  actual:   (no segment)")
-        ladder = conn.ladder(missing=f"expected {f.spec.render()}" if f.spec else None)
-    elif f.spec is None:
-        s = segs[f.index]
-        out.append(f"segment {f.index + 1} ({_who(conn, s)}) is unexpected: the expected exchange ended "
-                   f"before it")
-        out.append("  expected: (no more segments)")
-        out.append(f"  actual:   {conn.line(s)}")
-        ladder = conn.ladder({f.index: "unexpected"})
-    else:
-        s = segs[f.index]
-        what = "; ".join(f"{fld} expected {e} but saw {a}" for fld, e, a in f.diffs)
-        out.append(f"segment {f.index + 1} ({_who(conn, s)}) differs: {what}")
-        show = dict(win=f.spec.win is not None, options=f.spec.options is not None)
-        out.append(f"  expected: {f.spec.render()}")
-        out.append(f"  actual:   {conn.line(s, **show)}")
-        ladder = conn.ladder({f.index: f"expected {f.spec.render()}"})
-    out.extend("  " + row for row in ladder.splitlines())
-    if exp is not None:
-        out.append("  expected exchange:")
-        out.extend("    " + ln.strip() for ln in exp.text.strip().splitlines() if ln.strip())
-    out.append("  " + conn.pcap_note())
-    return "\n".join(out)
-
-
-def _who(conn: Connection, s: Segment) -> str:
-    return "client > server" if conn.side(s) == "client" else "server > client"

@@ -263,7 +263,7 @@ def pcap_headers(path) -> list[tuple]:
 
 def headers_of(seg: Segment) -> tuple:
     """A Segment as the tuple of ``pcap_headers``."""
-    from .notation import FLAG_BITS
+    from ..notation import FLAG_BITS
     bits = 0
     for name in seg.flags:
         bits |= FLAG_BITS[name]

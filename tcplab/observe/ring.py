@@ -207,6 +207,7 @@ class RingCapture(BothEnds):
         self._error: BaseException | None = None
         self._trace = None
         self._packets = None
+        self._records: dict = {}
         self.running = False
 
     def start(self) -> "RingCapture":
@@ -345,6 +346,9 @@ class RingCapture(BothEnds):
                 if was_enabled:
                     gc.enable()
         return self._trace
+
+    def _saw_traffic(self) -> bool:
+        return any(len(r) for r in self._records.values())
 
     @property
     def packets(self) -> dict[str, list]:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import TcplabError
-from .expect import Expectation   # expect.py names Connection and Segment for type checkers only
-from .notation import (FLAG_BITS, FLAG_LETTERS, LETTER_TO_NAME, MOD, flags_from_bits,  # noqa: F401
+from ..errors import ExpectationFailed
+from .expect import Expectation, Failure, Mismatch, Seen
+from ..notation import (FLAG_BITS, FLAG_LETTERS, LETTER_TO_NAME, MOD, flags_from_bits,  # noqa: F401
                        flags_from_letters, letters, render_options)
 
 class Segments(list):
@@ -222,6 +223,10 @@ class Connection:
         isn = self.isn[self.side(seg)]
         return (seg.seq - isn) % MOD if isn is not None else seg.seq
 
+    def seen(self) -> list[Seen]:
+        """The segments as an expectation reads them: sender and relative numbers."""
+        return [Seen(seg, self.side(seg), self.rel_seq(seg), self.rel_ack(seg)) for seg in self.segments]
+
     def rel_ack(self, seg: Segment) -> int | None:
         if "ACK" not in seg.flags:
             return None
@@ -384,9 +389,46 @@ class Connection:
 
     # -- expectations ----------------------------------------------------------------
     def expect(self, script: str, *, complete: bool = True) -> None:
-        """Assert the exchange matches ``script``; see :mod:`tcplab.observe.expect` for the notation."""
+        """Assert the exchange matches ``script``; see :mod:`tcplab.observe.expect` for the notation.
+        A mismatch raises :class:`tcplab.ExpectationFailed`: its text is the report below, its
+        ``mismatch`` the typed record reports draw from."""
         __tracebackhide__ = True  # pytest: point at the lab's line, not at tcplab
-        Expectation.parse(script).check(self, complete=complete)
+        exp = Expectation.parse(script)
+        f = exp.match(self.seen(), complete)
+        if f is not None:
+            raise ExpectationFailed(self.mismatch_report(f, exp.text), Mismatch(self, exp.text, f))
+
+    def mismatch_report(self, f: Failure, script: str | None = None) -> str:
+        """The text a user sees when the exchange departs from ``script`` at ``f`` (pinned by tests)."""
+        segs = self.segments
+        out = []
+        notes, missing = f.marks()
+        if f.index >= len(segs):
+            out.append(f"segment {f.index + 1} is missing: the exchange ended after {len(segs)} segment(s)")
+            out.append(f"  expected: {f.spec.render() if f.spec else '(nothing)'}")
+            out.append("  actual:   (no segment)")
+        elif f.spec is None:
+            s = segs[f.index]
+            out.append(f"segment {f.index + 1} ({self._who(s)}) is unexpected: the expected exchange ended "
+                       f"before it")
+            out.append("  expected: (no more segments)")
+            out.append(f"  actual:   {self.line(s)}")
+        else:
+            s = segs[f.index]
+            what = "; ".join(f"{fld} expected {e} but saw {a}" for fld, e, a in f.diffs)
+            out.append(f"segment {f.index + 1} ({self._who(s)}) differs: {what}")
+            show = dict(win=f.spec.win is not None, options=f.spec.options is not None)
+            out.append(f"  expected: {f.spec.render()}")
+            out.append(f"  actual:   {self.line(s, **show)}")
+        out.extend("  " + row for row in self.ladder(notes, missing).splitlines())
+        if script is not None:
+            out.append("  expected exchange:")
+            out.extend("    " + ln.strip() for ln in script.strip().splitlines() if ln.strip())
+        out.append("  " + self.pcap_note())
+        return "\n".join(out)
+
+    def _who(self, s: Segment) -> str:
+        return "client > server" if self.side(s) == "client" else "server > client"
 
     def __len__(self) -> int:
         return len(self.segments)

@@ -38,12 +38,12 @@ def lab_html(*, claims: str, points: str, wire: str | None, script: str | None,
 BULK_SEGMENTS = 60
 
 
-def connection_pictures(trace, *, failed_exc=None, limit: int = 4) -> list[tuple[str, str, str]]:
+def connection_pictures(trace, *, mismatch=None, limit: int = 4) -> list[tuple[str, str, str]]:
     """``(kind, caption, svg)`` for the connections of a trace: a ladder (kind "ladder"), the
     failed one marked where it went wrong, or for a bulk transfer the time-sequence graph of its
     bigger sender with the kernel's cwnd and ssthresh underneath (kind "tsg")."""
     out = []
-    failed_conn = getattr(failed_exc, "conn", None)
+    failed_conn = mismatch.conn if mismatch is not None else None
     for conn in trace.connections()[:limit]:
         same = failed_conn is not None and (conn.client, conn.server) == (failed_conn.client, failed_conn.server)
         ends = f"{conn.client[0]}:{conn.client[1]} > {conn.server[0]}:{conn.server[1]}"
@@ -51,7 +51,7 @@ def connection_pictures(trace, *, failed_exc=None, limit: int = 4) -> list[tuple
             sender, svg = connection_tsg(conn)
             out.append(("tsg", f"time-sequence graph of the {sender}'s data: {ends}", svg))
             continue
-        notes, missing = (failed_exc.notes, failed_exc.missing) if same else ({}, None)
+        notes, missing = (mismatch.notes, mismatch.missing) if same else ({}, None)
         caption = f"ladder: {ends}" + (" (where it differs from the expected exchange)" if same else "")
         out.append(("ladder", caption, ladder_svg(conn, notes, missing)))
     return out

@@ -138,12 +138,12 @@ def test_a_flush_that_never_arrives_says_the_capture_may_be_partial(hosts):
     """A wire that delivers nothing at the end (its ports down): the capture cannot prove it holds
     everything that was on the wire, and says so instead of passing a partial trace."""
     from tcplab import CaptureIncomplete
-    from tcplab.lab.netns import ipr
+    from tcplab.wire.netns import ipr
     cap = hosts.capture(flush_timeout=0.5).start()
 
     def ports_down():
-        for idx in hosts.wire_ports.values():
-            ipr(hosts.wire).link("set", index=idx, state="down")
+        for idx in hosts.wire.ports.values():
+            ipr(hosts.wire.ns).link("set", index=idx, state="down")
     hosts.wire.run(ports_down)
     with pytest.raises(CaptureIncomplete, match=r"no marker frame sent client -> server arrived within 0.5 s"):
         cap.stop()

@@ -153,7 +153,7 @@ def test_sigterm_to_tcplab_vm_leaves_no_folder_and_no_qemu(tmp_path):
     the VM's work folder removed; before, Python died on the spot and both stayed."""
     import signal
     from tcplab import until
-    from tcplab.cli.vm import VMError, default_kernel
+    from tcplab.lab.vm import VMError, default_kernel
     try:
         default_kernel()
     except VMError as exc:

@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from tcplab.errors import ConfigError, Unsupported
-from tcplab.lab.impair import Drop, Netem, chosen_backend, probe_netem
+from tcplab.wire.impair import Drop, Netem, chosen_backend, probe_netem
 
 N = 4000
 P = 0.25
@@ -163,7 +163,7 @@ def test_same_seed_loses_the_same_segments():
 
 
 def test_seeded_pattern_is_a_function_of_seed_and_direction():
-    from tcplab.lab.impair import seeded_loss_pattern
+    from tcplab.wire.impair import seeded_loss_pattern
     a = seeded_loss_pattern(7, "c2s", 20)
     assert a == seeded_loss_pattern(7, "c2s", 20)
     assert a != seeded_loss_pattern(7, "s2c", 20) and a != seeded_loss_pattern(8, "c2s", 20)

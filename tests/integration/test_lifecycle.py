@@ -70,7 +70,7 @@ def test_labs_run_in_parallel_under_xdist():
 
 
 def test_doctor_reports_this_machine():
-    from tcplab.lab.impair import probe_netem
+    from tcplab.wire.impair import probe_netem
     r = subprocess.run([sys.executable, "-m", "tcplab", "doctor"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     has_netem = probe_netem()[0]

@@ -45,7 +45,7 @@ def test_fixtures_are_listed_with_their_docstrings(tmp_path):
     r = _pytest(tmp_path, "--fixtures", "-q")
     assert r.returncode == 0, r.stderr
     for name, doc in (("hosts", "Client and server hosts on a wire"),
-                      ("topology", "Deprecated (goes in 0.3): the same object as ``hosts``"),
+                      ("tcplab_workdir", "Where captures (pcap) and program output of one test go"),
                       ("family", "Each lab runs over IPv4 and IPv6")):
         block = r.stdout.split(f"\n{name} ", 1)
         assert len(block) == 2 and doc in block[1].split("\n\n")[0], f"{name} missing:\n{r.stdout[-3000:]}"
@@ -91,10 +91,4 @@ def test_errors_in_a_labs_own_text_point_at_the_lab(tmp_path):
     assert "test_bad.py:15: ConfigError" in out                     # the lab's line
     assert "E       tcplab.errors.ConfigError: loss=150 is out of range: a percentage from 0 to 100" in out
     assert "test_bad.py:19: ConfigError" in out
-    assert "tcplab/observe/expect.py" not in out and "tcplab/lab/impair.py" not in out, out
-
-
-def test_the_topology_fixture_warns_that_it_goes(tmp_path):
-    (tmp_path / "test_x.py").write_text("def test_x(topology, hosts):\n    assert topology is hosts\n")
-    r = _pytest(tmp_path, "-q", "-W", "error::DeprecationWarning", f"--basetemp={tmp_path / 'bt'}")
-    assert r.returncode == 1 and "the topology fixture is deprecated and goes in tcplab 0.3: use hosts" in r.stdout
+    assert "tcplab/observe/expect.py" not in out and "tcplab/wire/impair.py" not in out, out

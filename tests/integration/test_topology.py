@@ -164,7 +164,7 @@ def test_each_lab_namespace_has_a_small_tcp_table_of_its_own(hosts):
     """sock_diag walks every bucket of a namespace's TCP table on each dump: lab namespaces are
     made from tcplab's nursery namespace, so each has CHILD_EHASH buckets of its own instead of
     sharing the machine's (262 144 here), and the root namespace's setting is untouched."""
-    from tcplab.lab.netns import CHILD_EHASH, nursery
+    from tcplab.wire.netns import CHILD_EHASH, nursery
     if nursery() is None:
         pytest.skip("this kernel has no net.ipv4.tcp_child_ehash_entries (Linux < 6.1): the shared table")
     for h in hosts.hosts:

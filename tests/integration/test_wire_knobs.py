@@ -12,7 +12,7 @@ import pytest
 
 from tcplab import Netem
 from tcplab.errors import Unsupported
-from tcplab.lab.impair import probe_netem
+from tcplab.wire.impair import probe_netem
 
 from .test_impair import binomial_bounds
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from tcplab.cli import exit_on_sigterm
-from tcplab.cli.vm import own_cgroup
+from tcplab.lab.vm import own_cgroup
 
 V1 = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000

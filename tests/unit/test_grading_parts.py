@@ -122,7 +122,7 @@ def test_time_limits_stretch_where_the_cpu_is_emulated(monkeypatch):
     """In the VM (TCPLAB_TIME_SCALE, set by tcplab vm from TCG and the CPU quota) a limit meant to
     stop a hang stretches, so an honest program is not stopped for the emulator's slowness."""
     from tcplab.grading.sandbox import Limits, time_scale
-    from tcplab.cli.vm import time_scale as vm_scale
+    from tcplab.lab.vm import time_scale as vm_scale
     monkeypatch.delenv("TCPLAB_TIME_SCALE", raising=False)
     assert time_scale() == 1
     monkeypatch.setenv("TCPLAB_TIME_SCALE", "10")
@@ -131,9 +131,9 @@ def test_time_limits_stretch_where_the_cpu_is_emulated(monkeypatch):
     monkeypatch.setenv("TCPLAB_TIME_SCALE", "0.5")
     with pytest.raises(ConfigError, match=r"TCPLAB_TIME_SCALE='0.5' is out of range: a number from 1 to 100"):
         time_scale()
-    monkeypatch.setattr("tcplab.cli.vm.cgroup_limits", lambda: (0.5, None))
+    monkeypatch.setattr("tcplab.lab.vm.cgroup_limits", lambda: (0.5, None))
     assert vm_scale("tcg") == 10 and vm_scale("kvm") == 2
-    monkeypatch.setattr("tcplab.cli.vm.cgroup_limits", lambda: (None, None))
+    monkeypatch.setattr("tcplab.lab.vm.cgroup_limits", lambda: (None, None))
     assert vm_scale("tcg") == 5 and vm_scale("kvm") == 1
 
 

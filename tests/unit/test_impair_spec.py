@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from tcplab.errors import ConfigError
-from tcplab.lab.impair import Drop, Netem, chosen_backend
+from tcplab.wire.impair import Drop, Netem, chosen_backend
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -84,7 +84,7 @@ def test_netem_request_encoding():
     # and the whole request encodes, with the options and nothing else: no top-level TCA_RATE
     # (IPRoute.tc() adds one from the rate keyword, and the kernel refuses it with ERANGE)
     from pyroute2.netlink.rtnl.tcmsg import tcmsg
-    from tcplab.lab.impair import netem_message
+    from tcplab.wire.impair import netem_message
     msg = netem_message(7, spec)
     msg.encode()
     back = tcmsg(msg.data)
@@ -97,8 +97,8 @@ def test_netem_request_encoding():
 
 
 def test_describe_names_backend_specs_and_drops():
-    from tcplab.lab.impair import WireImpairments
-    imp = WireImpairments(topo=None, backend="nft", seed=77)
+    from tcplab.wire.impair import WireImpairments
+    imp = WireImpairments(wire=None, backend="nft", seed=77)
     imp.netem["c2s"] = Netem(loss=20)
     imp.drops = [Drop("<", "S."), Drop(">", "S", count=2), Drop(">", "P.", payload=True)]
     assert imp.describe() == ("backend nft; seed 77 (replay the same losses with --tcplab-seed 77); "
@@ -107,11 +107,11 @@ def test_describe_names_backend_specs_and_drops():
 
 
 def test_describe_says_netem_losses_do_not_replay_and_targeted_drops_need_no_seed():
-    from tcplab.lab.impair import WireImpairments
-    imp = WireImpairments(topo=None, backend="netem", seed=5)
+    from tcplab.wire.impair import WireImpairments
+    imp = WireImpairments(wire=None, backend="netem", seed=5)
     imp.netem["s2c"] = Netem(loss=1)
     assert "seed 5 (netem draws from the kernel's own PRNG: --tcplab-seed 5 does not replay" in imp.describe()
-    only_drops = WireImpairments(topo=None, backend="nft", seed=5)
+    only_drops = WireImpairments(wire=None, backend="nft", seed=5)
     only_drops.drops = [Drop("<", "S.")]
     assert not only_drops.random and "seed" not in only_drops.describe()
 

@@ -31,7 +31,8 @@ def test_every_claim_is_cited_by_a_lab():
     assert set(CLAIM_IDS) <= cited, f"claims without a lab: {sorted(set(CLAIM_IDS) - cited)}"
 
 
-LAYERS = {"base": 0, "observe": 1, "lab": 2, "report": 3, "grading": 4, "cli": 9}   # each imports only layers below it
+#: each layer imports only the layers below it (the package face, tcplab/__init__.py, sits on top)
+LAYERS = {"base": 0, "wire": 1, "observe": 2, "lab": 3, "report": 4, "grading": 5, "cli": 9}
 
 
 def _layer(module: str) -> str:
@@ -39,51 +40,112 @@ def _layer(module: str) -> str:
     return parts[1] if len(parts) >= 2 and parts[1] in LAYERS else "base"
 
 
+def _module_name(path: pathlib.Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    return ".".join(rel.parts[:-1] if path.name == "__init__.py" else rel.parts)
+
+
+ENGINE = {_module_name(p): p for p in (REPO / "tcplab").rglob("*.py")}
+
+
 def _imports(path: pathlib.Path, module: str):
+    """(line, module) for every tcplab module that ``path`` imports, wherever the import is: at the
+    top, inside a function (a cycle hidden there is still a cycle), anywhere but under
+    ``if TYPE_CHECKING:``, which type checkers alone read."""
     import ast
     tree = ast.parse(path.read_text())
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
 
-    def runtime_nodes(node):  # imports under `if TYPE_CHECKING:` exist for type checkers only
+    def runtime_nodes(node):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and getattr(child.test, "id", None) == "TYPE_CHECKING":
                 continue
             yield child
             yield from runtime_nodes(child)
     for node in runtime_nodes(tree):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = module.split(".")[:-node.level] if not path.name == "__init__.py" else \
-                module.split(".")[:len(module.split(".")) - node.level + 1]
-            target = ".".join(base + ([node.module] if node.module else []))
-            yield node.lineno, target
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tcplab"):
-            yield node.lineno, node.module
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            if not base.startswith("tcplab"):
+                continue
+            for alias in node.names:   # from .x import y: y may be a module of its own
+                sub = f"{base}.{alias.name}"
+                yield node.lineno, sub if sub in ENGINE else base
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("tcplab"):
+                    yield node.lineno, alias.name
+
+
+def _graph() -> dict[str, set[str]]:
+    return {m: {t for _, t in _imports(p, m) if t in ENGINE and t != m} for m, p in ENGINE.items()}
 
 
 def test_layers_import_only_downwards():
     bad = []
-    for path in sorted((REPO / "tcplab").rglob("*.py")):
-        rel = path.relative_to(REPO).with_suffix("")
-        module = ".".join(rel.parts[:-1] if path.name == "__init__.py" else rel.parts)
+    for module, path in sorted(ENGINE.items()):
         if module in ("tcplab", "tcplab.__main__"):
             continue  # the public face and the entry point sit on top of everything
         mine = LAYERS[_layer(module)]
         for lineno, target in _imports(path, module):
             if target.startswith("tcplab") and LAYERS[_layer(target)] > mine:
-                bad.append(f"{rel}.py:{lineno} ({_layer(module)}) imports {target} ({_layer(target)})")
+                bad.append(f"{path.relative_to(REPO)}:{lineno} ({_layer(module)}) imports {target} ({_layer(target)})")
     assert not bad, "imports against the layers:\n" + "\n".join(bad)
 
 
-def test_no_import_cycles_between_modules():
-    import ast  # noqa: F401
-    graph = {}
-    for path in (REPO / "tcplab").rglob("*.py"):
-        rel = path.relative_to(REPO).with_suffix("")
-        module = ".".join(rel.parts[:-1] if path.name == "__init__.py" else rel.parts)
-        graph[module] = {t for _, t in _imports(path, module) if t.startswith("tcplab")}
-    for a, targets in graph.items():
-        for b in targets:
-            if b != a and a in graph.get(b, ()) and "tcplab" not in (a, b):
-                assert False, f"{a} and {b} import each other"
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``: each strongly connected component of more than one module
+    (Tarjan's algorithm), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def test_cycles_finds_a_circle_of_three_and_ignores_a_chain():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_no_import_cycles_of_any_length():
+    graph = _graph()
+    graph.pop("tcplab", None)   # the face imports everything; nothing inside imports the face
+    assert not cycles(graph), f"import cycles: {cycles(graph)}"
+    assert not [m for m, targets in graph.items() if "tcplab" in targets], "a module imports the package face"
+
+
+def test_imports_inside_functions_are_seen(tmp_path):
+    """The cycle check reads imports wherever they are: a function's ``from .x import y`` counts."""
+    path = REPO / "tcplab" / "wire" / "impair.py"
+    assert "tcplab.wire.delayline" in {t for _, t in _imports(path, "tcplab.wire.impair")}   # in WireImpairments.apply
+    topo = REPO / "tcplab" / "lab" / "topology.py"
+    inner = {t for _, t in _imports(topo, "tcplab.lab.topology")}
+    assert "tcplab.lab.sockets" in inner      # imported inside Host.listen
 
 
 def test_public_names_are_pinned():
@@ -97,14 +159,12 @@ def test_public_names_are_pinned():
         assert getattr(tcplab, name) is not None
 
 
-def test_old_flat_module_paths_still_import_with_a_deprecation_warning():
+def test_old_flat_module_paths_are_gone():
+    import importlib
     import pytest
-    import tcplab
-    with pytest.warns(DeprecationWarning, match=r"tcplab.impair is deprecated .*\(from tcplab import Drop\)"):
-        from tcplab.impair import Drop
-    with pytest.warns(DeprecationWarning, match=r"tcplab.trace is deprecated"):
-        from tcplab.trace import Trace
-    assert Drop is tcplab.Drop and Trace is tcplab.Trace
+    for old in ("tcplab.impair", "tcplab.trace", "tcplab.topology"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
 
 
 def test_labs_and_readme_use_only_the_public_face():

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from tcplab.cli.vm import VMError, _cpio_newc, kernel_version, scratch_dir
+from tcplab.lab.vm import VMError, _cpio_newc, kernel_version, scratch_dir
 
 
 def test_scratch_never_hides_the_checkout():

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import random
 import subprocess
 from dataclasses import dataclass, fields
@@ -31,7 +30,7 @@ from typing import Any
 from .. import tools
 from ..errors import ConfigError, TcplabError, Unsupported, check_int
 from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
-from ..observe.notation import flags_from_letters
+from ..notation import flags_from_letters
 
 BACKENDS = ("auto", "netem", "nft")
 NFT_NEEDED_FOR = "the wire's exact drops and, without sch_netem, its random loss"
@@ -239,10 +238,10 @@ def probe_nft() -> tuple[bool, str]:
 
 def chosen_backend(requested: str | None = None) -> str:
     """Resolve ``auto`` to the backend this kernel supports; validate explicit choices."""
-    req = (requested or os.environ.get("TCPLAB_BACKEND") or "auto").strip().lower()
+    req = (requested or "auto").strip().lower()
     if req not in BACKENDS:
         raise ConfigError(f"backend {req!r} is unknown: use one of {', '.join(BACKENDS)} "
-                          "(TCPLAB_BACKEND or --tcplab-backend)")
+                          "(Topology(backend=...), or pytest's --tcplab-backend / TCPLAB_BACKEND)")
     if req == "auto":
         return "netem" if probe_netem()[0] else "nft"
     return req
@@ -251,16 +250,17 @@ def chosen_backend(requested: str | None = None) -> str:
 # -- applying impairments in the wire namespace -------------------------------------------------
 
 class WireImpairments:
-    """What is currently applied on a topology's wire.  Built by :meth:`Topology.impair`."""
+    """What is currently applied on a topology's wire.  Built by :meth:`tcplab.wire.link.Wire.impair`."""
 
     TABLE = "tcplab"
 
-    def __init__(self, topo, backend: str, seed: int | None = None):
-        self.topo = topo
+    def __init__(self, wire, backend: str, seed: int):
+        self.wire = wire
         self.backend = backend
-        #: seed of the random impairments; on the nftables backend it fixes which TCP frames of
-        #: each direction are lost (replayable); netem draws from the kernel's own PRNG
-        self.seed = seed if seed is not None else new_seed()
+        #: seed of the random impairments (decided by :meth:`Wire.impair`); on the nftables
+        #: backend it fixes which TCP frames of each direction are lost (replayable); netem draws
+        #: from the kernel's own PRNG
+        self.seed = seed
         self.netem: dict[str, Netem] = {}
         self.drops: list[Drop] = []
         #: the user-space relay that delays frames where the kernel has no sch_netem
@@ -278,7 +278,7 @@ class WireImpairments:
                 ok, why = probe_netem()
                 if not ok:
                     raise Unsupported(f"netem backend requested but {why}")
-                self.topo.wire.run(self._tc_add, d, spec)
+                self.wire.run(self._tc_add, d, spec)
             else:
                 if spec.loss_corr:
                     raise Unsupported(f"loss_corr={spec.loss_corr:g} needs sch_netem's correlated loss, which this "
@@ -306,9 +306,9 @@ class WireImpairments:
             self._nft_load()
         if relay:
             from .delayline import DelayLine
-            self.delayline = DelayLine(self.topo, relay, self.seed)
+            self.delayline = DelayLine(self.wire, relay, self.seed)
         for d, spec in rates.items():
-            self.topo.wire.run(self._tbf_add, d, spec)
+            self.wire.run(self._tbf_add, d, spec)
 
     def _tbf_add(self, direction: str, spec: Netem) -> None:
         """Rate on the nftables backend: a token bucket on the bridge port the direction leaves
@@ -317,9 +317,9 @@ class WireImpairments:
         rate holds over a few milliseconds; the queue holds ``limit`` full frames."""
         from .delayline import TAP
         from .netns import ipr as _ipr
-        ipr = _ipr(self.topo.wire)
+        ipr = _ipr(self.wire.ns)
         port = TAP if direction == "c2s" and self.delayline else None
-        idx = ipr.link_lookup(ifname=port)[0] if port else self.topo.wire_ports[EGRESS_PORT_HOST[direction]]
+        idx = ipr.link_lookup(ifname=port)[0] if port else self.wire.ports[EGRESS_PORT_HOST[direction]]
         ipr.tc("replace", "tbf", index=idx, handle=0x10000, rate=f"{spec.rate_kbit}kbit", burst=3200,
                limit=spec.limit * 1514)
 
@@ -331,8 +331,8 @@ class WireImpairments:
         from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST
         from pyroute2.netlink.rtnl import RTM_NEWQDISC
         from .netns import ipr as _ipr
-        ipr = _ipr(self.topo.wire)
-        idx = self.topo.wire_ports[EGRESS_PORT_HOST[direction]]
+        ipr = _ipr(self.wire.ns)
+        idx = self.wire.ports[EGRESS_PORT_HOST[direction]]
         msg = netem_message(idx, spec)
         msg["header"]["type"] = RTM_NEWQDISC
         msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
@@ -364,7 +364,7 @@ class WireImpairments:
         body = "\n    ".join(self._nft_rules)
         script = (f"flush ruleset\ntable bridge {self.TABLE} {{\n{chains}\n  chain forward {{\n    type filter "
                   f"hook forward priority 0; policy accept;\n    {body}\n  }}\n}}\n")
-        r = self.topo.wire.run(subprocess.run, [tools.require("nft", NFT_NEEDED_FOR), "-f", "-"], input=script, capture_output=True, text=True)
+        r = self.wire.run(subprocess.run, [tools.require("nft", NFT_NEEDED_FOR), "-f", "-"], input=script, capture_output=True, text=True)
         if r.returncode != 0:
             raise TcplabError(f"nft rejected tcplab's rules: {r.stderr.strip()}\nrules:\n{script}")
 
@@ -373,7 +373,7 @@ class WireImpairments:
         for random loss (summed over directions)."""
         if not self._nft_rules:
             return {}
-        r = self.topo.wire.run(subprocess.run, [tools.require("nft", NFT_NEEDED_FOR), "-j", "list", "table", "bridge", self.TABLE],
+        r = self.wire.run(subprocess.run, [tools.require("nft", NFT_NEEDED_FOR), "-j", "list", "table", "bridge", self.TABLE],
                                capture_output=True, text=True)
         if r.returncode != 0:
             raise TcplabError(f"nft list failed: {r.stderr.strip()}")
@@ -394,17 +394,17 @@ class WireImpairments:
         from .netns import ipr as _ipr
 
         def read():
-            ipr = _ipr(self.topo.wire)
+            ipr = _ipr(self.wire.ns)
             out = {}
             for d in self.netem:
-                idx = self.topo.wire_ports[EGRESS_PORT_HOST[d]]
+                idx = self.wire.ports[EGRESS_PORT_HOST[d]]
                 for q in ipr.get_qdiscs(index=idx):
                     if q.get_attr("TCA_KIND") == "netem":
                         st = q.get_attr("TCA_STATS2").get_attr("TCA_STATS_BASIC")
                         st2 = q.get_attr("TCA_STATS2").get_attr("TCA_STATS_QUEUE")
                         out[d] = {"packets": st["packets"], "drops": st2["drops"]}
             return out
-        return self.topo.wire.run(read)
+        return self.wire.run(read)
 
     @property
     def random(self) -> bool:

@@ -1,4 +1,4 @@
-"""The delay line's relay loop, run as a process of its own by :mod:`tcplab.lab.delayline`.
+"""The delay line's relay loop, run as a process of its own by :mod:`tcplab.wire.delayline`.
 
 It imports nothing from tcplab (it starts in milliseconds) and shares no interpreter lock with
 the lab, whose capture threads would otherwise hold frames back by up to the interpreter's switch

@@ -13,7 +13,7 @@ tap, where the bridge receives it.  The nftables rules (targeted drops, random l
 bridge, so loss comes before the delay towards the server and after it towards the client; rate
 limits (tbf) stay kernel-native on the bridge's ports.
 
-The relay is a process of its own (:mod:`tcplab.lab._delayline_worker`): a thread of the lab
+The relay is a process of its own (:mod:`tcplab.wire._delayline_worker`): a thread of the lab
 would share the interpreter lock with the capture threads and release frames up to 5 ms late.
 It dies when the lab closes its standard input, or when the lab dies (end of file), so nothing
 outlives a crash.
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..errors import TcplabError, Unsupported
 from ..wait import until
+from .bridge import BR_STATE_FORWARDING, BRIDGE, SERVER, WIRE_PORT, bridge_port_state
 from .netns import ipr as _ipr
 
 TAP = "st"
@@ -65,9 +66,8 @@ def _splice(wire, port: str, bridge: str) -> tuple[int, socket.socket]:
     return fd, pkt
 
 
-def _tap_forwarding(wire) -> bool:
-    from .topology import BR_STATE_FORWARDING, bridge_port_state
-    ipr = _ipr(wire)
+def _tap_forwarding(ns) -> bool:
+    ipr = _ipr(ns)
     (idx,) = ipr.link_lookup(ifname=TAP)
     return bridge_port_state(ipr, idx) == BR_STATE_FORWARDING
 
@@ -76,9 +76,8 @@ class DelayLine:
     """The relay between the bridge and the server, with a spec per direction (``{"delay": ms,
     "jitter": ms, "duplicate": %, "reorder": %, "corrupt": %}``) and the impairments' seed."""
 
-    def __init__(self, topo, specs: dict[str, dict], seed: int):
-        from .topology import BRIDGE, SERVER, WIRE_PORT
-        fd, pkt = topo.wire.run(_splice, topo.wire, WIRE_PORT[SERVER], BRIDGE)
+    def __init__(self, wire, specs: dict[str, dict], seed: int):
+        fd, pkt = wire.run(_splice, wire.ns, WIRE_PORT[SERVER], BRIDGE)
         try:
             worker = Path(__file__).with_name("_delayline_worker.py")
             args = {"seed": seed, "tap": fd, "packet": pkt.fileno(), **specs}
@@ -92,7 +91,7 @@ class DelayLine:
         if self.proc.stdout.readline().strip() != "ready":
             self.proc.kill()
             raise TcplabError(f"the delay line did not start (exit {self.proc.wait()})")
-        until(lambda: topo.wire.run(_tap_forwarding, topo.wire), 5, "the delay line's tap to forward")
+        until(lambda: wire.run(_tap_forwarding, wire.ns), 5, "the delay line's tap to forward")
         self.stats: dict | None = None
 
     def close(self) -> list[str]:
