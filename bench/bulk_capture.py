@@ -100,7 +100,7 @@ def run_tcplab(nbytes, sender=False):
 def run_tcpdump(nbytes):
     with Topology() as topo:
         dumps = []
-        for h in topo.hosts:
+        for h in topo:
             p = h.popen(["tcpdump", "-i", h.ifname, "-n", "-s", "128", "-B", "16384", "-w",
                          str(Path(topo.workdir) / f"tcpdump-{h.name}.pcap")], name=f"tcpdump-{h.name}")
             dumps.append(p)

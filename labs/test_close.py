@@ -25,7 +25,7 @@ HANDSHAKE = """
 def _classic_timers(hosts):
     """No tail loss probe and Linux's own 200 ms RTO floor: a held state then lasts at least
     200 ms, long enough to be read even on a slow (emulated) machine."""
-    for h in hosts.hosts:
+    for h in hosts:
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
         h.rto_min(200)
 
@@ -186,7 +186,7 @@ def test_lost_final_ack_is_answered_from_time_wait(hosts, family):
 def test_half_close_data_still_flows(hosts, family):
     """shutdown(SHUT_WR) sends a FIN that closes only the client's direction: the server reads
     EOF, yet still sends data, which the client receives and ACKs."""
-    for h in hosts.hosts:
+    for h in hosts:
         h.quickack(True)
     with hosts.capture() as cap:
         client, server = _open(hosts, family)

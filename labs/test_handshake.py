@@ -27,7 +27,7 @@ def test_three_way_handshake(hosts, family, record_property):
         accepted = server.accept()
         assert client.state() == "ESTABLISHED"
         assert accepted.state() == "ESTABLISHED"
-    conn = cap.flow(port=7788)
+    conn = cap.trace.connection(port=7788)
     conn.expect(HANDSHAKE)
     syn, synack, ack = conn.segments
     # The same facts in absolute numbers, as the seed states them.
@@ -114,7 +114,7 @@ def test_half_open_states_when_syn_ack_is_lost(hosts, family):
         server = hosts.server.listen(port=7788, family=family)
         client = hosts.client.connect(server.address, wait=False)
         client.wait_state("SYN_SENT")
-        assert client.wait_peer_state("SYN_RECV") == "SYN_RECV"
+        assert client.wait_state("SYN_RECV", peer=True) == "SYN_RECV"
         client.wait_connected(timeout=10)
         accepted = server.accept(timeout=10)
         accepted.wait_state("ESTABLISHED")
@@ -144,7 +144,7 @@ def test_server_half_open_until_final_ack(hosts, family):
         server = hosts.server.listen(port=7788, family=family)
         client = hosts.client.connect(server.address)
         assert client.state() == "ESTABLISHED"
-        assert client.wait_peer_state("SYN_RECV") == "SYN_RECV"
+        assert client.wait_state("SYN_RECV", peer=True) == "SYN_RECV"
         server.accept(timeout=10).wait_state("ESTABLISHED")
     conn = cap.trace.connection(port=7788)
     conn.expect("""

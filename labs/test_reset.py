@@ -22,7 +22,7 @@ def test_syn_to_closed_port_gets_rst(hosts, family, record_property):
     rst = conn.segments[1]
     assert rst.seq == 0 and rst.win == 0
     try:
-        path = conn.state_path("client")
+        path = conn.states("client").path()
     except Unsupported:      # no state timeline here: the segments alone make this lab
         return
     assert path == ["CLOSED", "SYN_SENT", "CLOSED"]

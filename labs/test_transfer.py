@@ -70,7 +70,7 @@ def _one_early_loss(hosts, family, **sysctls):
     (so a fast retransmit cannot be mistaken for a timeout) and no tail-loss probe (on a busy
     machine its timer can fire first and re-send a segment that did arrive), plus ``sysctls``
     on both hosts.  Returns the trace's connection."""
-    for h in hosts.hosts:
+    for h in hosts:
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
         for key, value in sysctls.items():
             h.sysctl(f"net.ipv4.{key}", value)
@@ -125,7 +125,7 @@ def test_initial_window_is_ten_segments(hosts, family):
     every segment at once (quickack) and the wire drops those 10 ACKs: the client sends its 10
     segments, hears nothing, and its retransmission timer (no tail-loss probe: tcp_early_retrans=0)
     re-sends the first one.  The server's window (64 KiB) is not what stops it."""
-    for h in hosts.hosts:
+    for h in hosts:
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
     hosts.server.quickack(True)
     with hosts.capture(bulk=True) as cap:
@@ -161,7 +161,7 @@ def test_nagle_holds_small_writes_while_data_is_unacknowledged(hosts, family, no
     merging small writes while the device is busy) is off so that only Nagle decides, and so is
     the tail-loss probe, which would push the held bytes out early with Nagle overridden."""
     import socket
-    for h in hosts.hosts:
+    for h in hosts:
         h.sysctl("net.ipv4.tcp_autocorking", 0)
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
     hosts.server.quickack(True)
@@ -319,7 +319,7 @@ def test_fast_recovery_lowers_ssthresh_without_restarting(hosts, family, cc, sst
     probe re-sends a segment that did arrive, the receiver reports the duplicate (D-SACK), and
     Linux undoes the reduction as spurious (TCPDSACKUndo), so ssthresh reads as if no loss."""
     import socket
-    for h in hosts.hosts:
+    for h in hosts:
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
         h.rto_min(200)
     with hosts.capture(bulk=True):
@@ -346,7 +346,7 @@ def test_retransmission_timeout_backs_off_and_restarts_from_one_segment(hosts, f
     When the third copy gets through, the sender restarts from a congestion window of one segment:
     the next segment leaves only after that copy's ACK came back, and ssthresh is half the lost
     flight (Reno: 10 / 2 = 5).  No tail-loss probe (tcp_early_retrans=0): a plain RTO."""
-    for h in hosts.hosts:
+    for h in hosts:
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
         h.rto_min(200)
     with hosts.capture(bulk=True) as cap:

@@ -114,15 +114,7 @@ class StatePoller:
         from ..observe.sockdiag import open_diag
         self.conns = {}
         for k, c in conns.items():
-            if isinstance(c, tuple):    # the 0.1 form (host, local, remote)
-                import warnings
-                warnings.warn("StatePoller({name: (host, local, remote)}) is deprecated and goes in tcplab 0.3: "
-                              "give the connection itself, StatePoller({name: conn})", DeprecationWarning,
-                              stacklevel=2)
-                host, local, remote = c
-            else:
-                host, local, remote = c.host, c.local, c.peer
-            self.conns[k] = (host, _norm(tuple(local)), _norm(tuple(remote)))
+            self.conns[k] = (c.host, _norm(tuple(c.local)), _norm(tuple(c.peer)))
         self.seen: dict[str, list[str]] = {k: [] for k in conns}
         hosts = {id(h): h for h, _, _ in self.conns.values()}
         self._socks = {key: h.ns.run(open_diag) for key, h in hosts.items()}

@@ -56,14 +56,6 @@ class Conn:
             self.peer = None
 
     @classmethod
-    def connect(cls, host, address: tuple, **kw) -> "Conn":
-        """Deprecated (goes in tcplab 0.3): ``host.connect(address)`` is the one way."""
-        import warnings
-        warnings.warn("Conn.connect(host, address) is deprecated and goes in tcplab 0.3: use "
-                      "host.connect(address)", DeprecationWarning, stacklevel=2)
-        return cls._open(host, address, **kw)
-
-    @classmethod
     def _open(cls, host, address: tuple, *, timeout: float = 5.0, wait: bool = True,
               port: int = 0) -> "Conn":
         """What ``host.connect(address)`` does: a socket of ``host`` connecting to ``address``."""
@@ -157,28 +149,29 @@ class Conn:
         self.sock.close()
 
     # -- state -------------------------------------------------------------------------
-    def state(self) -> str:
-        """This connection's TCP state, read from the kernel (``CLOSED`` once it is gone; a
-        timewait socket is ``TIME_WAIT``)."""
+    def _end(self, peer: bool) -> tuple:
+        return (self.host.peer, self.peer, self.local) if peer else (self.host, self.local, self.peer)
+
+    def state(self, *, peer: bool = False) -> str:
+        """This connection's TCP state now, read from the kernel (``CLOSED`` once it is gone; a
+        timewait socket is ``TIME_WAIT``).  ``peer=True``: the other end's, in the other host
+        (``SYN_RECV`` for a half-open connection that accept() has not returned yet).  What
+        happened earlier is the capture's record: ``cap.trace.connection(...).states(side)``."""
         from .diag import state_of
-        return state_of(self.host.tcp_sockets(), self.local, self.peer)
+        host, local, remote = self._end(peer)
+        return state_of(host.tcp_sockets(), local, remote)
 
-    def wait_state(self, *states: str, timeout: float = 5.0) -> str:
-        """Poll the kernel until this connection is in one of ``states``; return the one reached.
-        On a timeout the error lists every state seen, in order."""
+    def wait_state(self, *states: str, timeout: float = 5.0, peer: bool = False) -> str:
+        """Poll the kernel until this connection (``peer=True``: its other end) is in one of
+        ``states``; return the one reached.  On a timeout the error lists every state seen, in
+        order."""
         from .diag import wait_state
-        return wait_state(self.host, self.local, self.peer, states, timeout)
+        return wait_state(*self._end(peer), states, timeout)
 
-    def peer_state(self) -> str:
-        """The state of the other end of this connection, in the other host (``SYN_RECV`` for a
-        half-open connection that accept() has not returned yet)."""
-        from .diag import state_of
-        return state_of(self.host.peer.tcp_sockets(), self.peer, self.local)
-
-    def wait_peer_state(self, *states: str, timeout: float = 5.0) -> str:
-        """:meth:`wait_state` for the other end of this connection, in the other host."""
-        from .diag import wait_state
-        return wait_state(self.host.peer, self.peer, self.local, states, timeout)
+    def error(self) -> int:
+        """The error the kernel holds for this socket (``SO_ERROR``: ``errno.ECONNRESET`` after a
+        RST, 0 for none), as the application's next call would get it; reading clears it."""
+        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
     def info(self) -> "TcpInfo":
         """The kernel's view of this end (``getsockopt(TCP_INFO)``): congestion window, ssthresh,

@@ -324,7 +324,7 @@ class Topology:
             # conf.default must be set before eth0 arrives in each host.
             for pin in [h.ns.submit(h._pin_sysctls) for h in (self.client, self.server)]:
                 pin.result()
-            self.wire.build({h.name: (h.mac, h.ns.fd) for h in self.hosts})
+            self.wire.build({h.name: (h.mac, h.ns.fd) for h in self})
             jobs = [h.ns.submit(h._configure_link) for h in (self.client, self.server)]
             for j in jobs:
                 j.result()
@@ -343,7 +343,7 @@ class Topology:
 
         def forwarding():
             last.update(self.wire.port_states())
-            for h in self.hosts:
+            for h in self:
                 last[f"{h.name} eth0"] = h.ns.run(h._link_ready)
             return all(v in (BR_STATE_FORWARDING, True) for v in last.values())
         try:
@@ -353,9 +353,9 @@ class Topology:
                               "is forwarding; a host is ready when eth0 is operationally up and its IPv6 "
                               "address is a local route)") from None
 
-    @property
-    def hosts(self) -> tuple[Host, Host]:
-        return (self.client, self.server)
+    def __iter__(self):
+        """The two hosts, client first: ``for h in hosts: h.quickack()``."""
+        return iter((self.client, self.server))
 
     def cross_next(self, hold: float = 0.5) -> None:
         """Hold the next segment each way for about ``hold`` seconds (0.05 to 0.6), so that two
@@ -369,7 +369,7 @@ class Topology:
         answers); the last waits in the queue, and so does whatever is sent next.  Every later segment also waits its turn (a
         66-byte ACK: 33 ms), so each state lasts long enough to be polled.  Use it for handshakes
         and closes, not data."""
-        self.wire.cross_next(self.hosts, hold)
+        self.wire.cross_next(tuple(self), hold)
 
     def simultaneous_open(self, family: Any = 4, ports: tuple[int, int] = (5001, 5002)):
         """Both hosts connect to each other at once, with no listener: the client from

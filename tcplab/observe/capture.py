@@ -211,11 +211,6 @@ class BothEnds:
             except Exception:
                 self.close()
 
-    def connection(self, **kw: Any):
-        return self.trace.connection(**kw)
-
-    flow = connection
-
     # -- the kernel's record, kept alongside (tcplab.observe.kernel) ------------------------
     _kernel = None
     #: keep the kernel's sender record too (``tcp:tcp_probe`` on every segment a socket
@@ -256,9 +251,18 @@ class BothEnds:
         raise NotImplementedError
 
     # the state record, as labs read it from the capture
-    @property
-    def state_changes(self) -> list | None:
-        return self.kernel.changes
+    def states(self, sock):
+        """The state changes the kernel logged for ``sock`` (a listener, or a connection that is
+        no trace connection: one that never sent a segment) while this capture ran.  A
+        connection's own record is ``cap.trace.connection(...).states(side)``.  Raises
+        :class:`~tcplab.Unsupported` where the kernel has no tracing."""
+        from .states import StateRecord
+        local = tuple(getattr(sock, "local", None) or sock.address)
+        changes = self.kernel.changes
+        if changes is None:
+            from ..errors import Unsupported
+            raise Unsupported(self.kernel.states_unavailable or "the kernel's state record is unavailable")
+        return StateRecord([c for c in changes if c.local == local])
 
     @property
     def states_unavailable(self) -> str | None:
@@ -288,12 +292,12 @@ class Capture(BothEnds):
         self.sender = sender
         self.flush_timeout = flush_timeout
         self.ready_timeout = ready_timeout
-        self.paths = {h.name: Path(topo.workdir) / f"{name}-{h.name}.pcap" for h in topo.hosts}
+        self.paths = {h.name: Path(topo.workdir) / f"{name}-{h.name}.pcap" for h in topo}
         self.packets: dict[str, list] = {}
         self.stats: dict[str, dict[str, int]] = {}
         self._socks: dict[str, Any] = {}
-        self._seen = {h.name: 0 for h in topo.hosts}
-        self._markers: dict[str, set[bytes]] = {h.name: set() for h in topo.hosts}
+        self._seen = {h.name: 0 for h in topo}
+        self._markers: dict[str, set[bytes]] = {h.name: set() for h in topo}
         self._cond = threading.Condition()
         self._sniffer = None
         self._trace = None
@@ -303,7 +307,7 @@ class Capture(BothEnds):
     def start(self) -> "Capture":
         from scapy.sendrecv import AsyncSniffer
         keep_arrival_timestamps(self.topo.client)
-        for h in self.topo.hosts:
+        for h in self.topo:
             self._socks[h.name] = h.ns.run(_open_listen_socket, h.ifname)
         self._delivered = {n: 0 for n in self._socks}
         self._dropped = {n: 0 for n in self._socks}
@@ -374,7 +378,7 @@ class Capture(BothEnds):
             self._close_sockets()
             self._collect_kernel()
         results = self._sniffer.results or []
-        for h in self.topo.hosts:
+        for h in self.topo:
             self.packets[h.name] = [p for p in results if p.sniffed_on == h.name and not is_marker(p)]
             self._write_pcap(h.name)
             self.stats[h.name] = {"delivered": self._delivered[h.name], "dropped": self._dropped[h.name]}

@@ -9,7 +9,8 @@ import socket
 import struct
 from typing import Iterator
 
-from .trace import Segment, flags_from_bits
+from ..notation import flags_from_bits
+from .trace import Segment
 
 _REC = struct.Struct("=IIII")
 _TCP = struct.Struct("!HHIIBBHHH")

@@ -38,7 +38,7 @@ class KernelRecord:
         too (else :meth:`sender` says how to ask for it)."""
         from .sender import SAMPLED, TRACED, Sampler, probe_log
         from .states import state_log
-        addresses = {h.addr(f) for h in topo.hosts for f in (4, 6)}
+        addresses = {h.addr(f) for h in topo for f in (4, 6)}
         try:
             self._states = state_log().subscribe(addresses)
         except Unsupported as exc:
@@ -49,7 +49,7 @@ class KernelRecord:
         try:
             self._probes, self.sender_source = probe_log().subscribe(addresses), TRACED
         except Unsupported:
-            self._sampler, self.sender_source = Sampler(topo.hosts), SAMPLED
+            self._sampler, self.sender_source = Sampler(topo), SAMPLED
 
     def stop(self, topo) -> None:
         """Stop recording; keep what the kernel said (a dropped record becomes the reason)."""
@@ -72,7 +72,7 @@ class KernelRecord:
                 self.changes = changes
                 self.states_unavailable = None
                 self.foreign = states.foreign
-                self.timewait = {(tuple(sk.local), tuple(sk.remote)): sk.state for h in topo.hosts
+                self.timewait = {(tuple(sk.local), tuple(sk.remote)): sk.state for h in topo
                                  for sk in h.tcp_sockets() if sk.state in ("TIME_WAIT", "FIN_WAIT_2")}
             except CaptureIncomplete as exc:     # only labs that read states fail, with this reason
                 self.states_unavailable = str(exc)

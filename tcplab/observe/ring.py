@@ -197,7 +197,7 @@ class RingCapture(BothEnds):
         check_int("ring_mb", ring_mb, 2, 4096, "MiB per end from 2 to 4096")
         self.topo, self.name, self.snaplen, self.ring_mb, self.sender = topo, name, snaplen, ring_mb, sender
         self.flush_timeout, self.ready_timeout = flush_timeout, ready_timeout
-        self.paths = {h.name: Path(topo.workdir) / f"{name}-{h.name}.pcap" for h in topo.hosts}
+        self.paths = {h.name: Path(topo.workdir) / f"{name}-{h.name}.pcap" for h in topo}
         self.stats: dict[str, dict[str, int]] = {}
         self._ends: dict[str, _End] = {}
         self._cond = threading.Condition()
@@ -212,7 +212,7 @@ class RingCapture(BothEnds):
 
     def start(self) -> "RingCapture":
         try:
-            for h in self.topo.hosts:
+            for h in self.topo:
                 sock, ring, nblocks, keep = h.ns.run(_open_ring, h.ifname, self.snaplen, self.ring_mb)
                 self._ends[h.name] = _End(h.name, sock, ring, nblocks, keep,
                                           Path(self.topo.workdir) / f".{self.name}-{h.name}.ring")
@@ -337,7 +337,7 @@ class RingCapture(BothEnds):
             gc.disable()
             try:
                 sent, received = [], []
-                for h in self.topo.hosts:
+                for h in self.topo:
                     mine = {h.addr(4), h.addr(6)}
                     for seg in segments_from_records(self._records[h.name]):
                         (sent if seg.src in mine else received if seg.dst in mine else []).append(seg)

@@ -147,6 +147,28 @@ def textbook_path(changes: list[StateChange], lingering: str | None = None) -> l
     return [state for _, state in textbook_steps(changes, lingering)]
 
 
+class StateRecord(list):
+    """One socket's state changes as the kernel logged them, in time order (a list of
+    :class:`StateChange`), read after the capture: ``conn.states("client")``, ``cap.states(sock)``."""
+
+    def __init__(self, changes=(), lingering: str | None = None):
+        super().__init__(changes)
+        #: what sock_diag showed for the socket's tuple when the capture stopped (a timewait socket)
+        self.lingering = lingering
+
+    def path(self, *, textbook: bool = True) -> list[str]:
+        """The states the socket went through, e.g. ``["CLOSED", "SYN_SENT", "ESTABLISHED",
+        "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]``.  ``textbook=False``: the kernel's own record,
+        where a close into a timewait socket shows as ``-> CLOSED``."""
+        if not textbook:
+            return ([self[0].old] + [c.new for c in self]) if self else []
+        return textbook_path(self, self.lingering)
+
+    def steps(self) -> list[tuple[str, str]]:
+        """Each change as (old, new), in the kernel's own words."""
+        return [(c.old, c.new) for c in self]
+
+
 def _state_change_on(cpu: int, address: str) -> int | None:
     """Runs in a host's namespace thread: on CPU ``cpu``, a listening socket on ``address`` opened
     and closed (two state changes, recorded in that CPU's buffer); its port, or None where this

@@ -21,8 +21,8 @@ from typing import Any, Iterable, Iterator
 from ..errors import TcplabError
 from ..errors import ExpectationFailed
 from .expect import Expectation, Failure, Mismatch, Seen
-from ..notation import (FLAG_BITS, FLAG_LETTERS, LETTER_TO_NAME, MOD, flags_from_bits,  # noqa: F401
-                       flags_from_letters, letters, render_options)
+from .states import StateRecord
+from ..notation import MOD, flags_from_bits, letters, render_options
 
 class Segments(list):
     """Segments of one connection: a list, printed as the ladder numbers them, in the notation
@@ -154,12 +154,13 @@ class Connection:
 
     def states(self, side: str | None = None):
         """The state changes as the kernel logged them (``sock:inet_sock_set_state``), in time
-        order: ``{"client": [StateChange, ...], "server": [...]}``, or with ``side`` that side's
-        list alone.  Raises :class:`~tcplab.Unsupported` where the kernel has no tracing, and
+        order: ``{"client": StateRecord, "server": StateRecord}``, or with ``side`` that side's
+        :class:`~tcplab.observe.states.StateRecord` alone (its ``path()`` gives the states in
+        the textbook's words, ``steps()`` each change as (old, new)).  Raises :class:`~tcplab.Unsupported` where the kernel has no tracing, and
         CaptureIncomplete where what is asked for has a gap: a record is complete or an error,
         never a sequence with a hole.  A lab that asserts one side reads that side: a gap in the
         other side's record is then not its concern."""
-        out = {s: self._changes(s) for s in ("client", "server")}
+        out = {s: StateRecord(self._changes(s), self._lingering(s)) for s in ("client", "server")}
         from .states import gaps
         broken = gaps(out[side]) if side else gaps(out["client"]) + gaps(out["server"])
         if broken:
@@ -201,16 +202,6 @@ class Connection:
             raise ConfigError(f"sender({side!r}): the side is 'client' or 'server'")
         local, remote = (self.client, self.server) if side == "client" else (self.server, self.client)
         return self.kernel.sender(local, remote)
-
-    def state_path(self, side: str, *, textbook: bool = True) -> list[str]:
-        """The states ``side``'s socket went through, e.g. ``["CLOSED", "SYN_SENT", "ESTABLISHED",
-        "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]``.  ``textbook=False``: the kernel's own record,
-        where a close into a timewait socket shows as ``-> CLOSED``."""
-        from .states import textbook_path
-        changes = self.states(side)
-        if not textbook:
-            return ([changes[0].old] + [c.new for c in changes]) if changes else []
-        return textbook_path(changes, self._lingering(side))
 
     # -- orientation and numbers --------------------------------------------------------
     def side(self, seg: Segment) -> str:
@@ -484,7 +475,7 @@ class Trace:
     @classmethod
     def from_captures(cls, packets: dict[str, list], topo: Any, pcaps: dict[str, Path], kernel=None) -> "Trace":
         """Build from per-host packet lists (``{"client": [...], "server": [...]}``)."""
-        return cls.from_views({h.name: (packets.get(h.name, []), {h.addr(4), h.addr(6)}) for h in topo.hosts},
+        return cls.from_views({h.name: (packets.get(h.name, []), {h.addr(4), h.addr(6)}) for h in topo},
                               pcaps, kernel)
 
     @classmethod

@@ -88,15 +88,6 @@ class Netem:
             check_int("rate_kbit", self.rate_kbit, 8, 10**8, "an integer from 8 to 100000000")
         check_int("limit", self.limit, 1, 10**6, "packets from 1 to 1000000")
 
-    def needs_netem(self) -> list[str]:
-        """Deprecated (goes in tcplab 0.3; nothing in tcplab asks it any more): the features set
-        here that only sch_netem can emulate.  Since the delay line (docs/impairments.md) that is
-        correlated loss alone."""
-        import warnings
-        warnings.warn("Netem.needs_netem() is deprecated and goes in tcplab 0.3: every knob but loss_corr "
-                      "works on both backends (docs/impairments.md)", DeprecationWarning, stacklevel=2)
-        return ["loss_corr"] if self.loss_corr else []
-
     def is_null(self) -> bool:
         return all(getattr(self, f.name) in (0, None) for f in fields(self) if f.name != "limit")
 

@@ -67,7 +67,7 @@ def _both_pcaps(cap):
 
 @pytest.mark.parametrize("sack", [True, False], ids=["sack", "three-dupacks"])
 def test_one_loss_in_a_bulk_transfer(hosts, sack):
-    for h in hosts.hosts:
+    for h in hosts:
         h.sysctl("net.ipv4.tcp_sack", int(sack))
         h.sysctl("net.ipv4.tcp_recovery", int(sack))
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
@@ -82,7 +82,7 @@ def test_one_loss_in_a_bulk_transfer(hosts, sack):
 
 
 def test_timeouts(hosts):
-    for h in hosts.hosts:
+    for h in hosts:
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
     with hosts.capture() as cap:
         hosts.impair(drops=[Drop(">", "*", nth=1, payload=True, count=12)])
@@ -186,7 +186,7 @@ def test_time_sequence_graph_marks_what_the_analysis_counts(hosts, tmp_path):
     """The graph of a transfer with one lost data segment (SACK): one red retransmission, a tick
     per duplicate ACK, the SACK blocks, one ACK line and one window line; it renders to PNG."""
     from tcplab.cli import main
-    for h in hosts.hosts:
+    for h in hosts:
         h.sysctl("net.ipv4.tcp_early_retrans", 0)
         h.rto_min(200)
     with hosts.capture() as cap:

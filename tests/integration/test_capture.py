@@ -27,7 +27,7 @@ def test_pcaps_are_written_and_readable(hosts):
         srv.accept()
     assert set(cap.paths) == {"client", "server"}
     offline = Trace.from_pcaps({n: p for n, p in cap.paths.items()},
-                               {h.name: {h.addr(4), h.addr(6)} for h in hosts.hosts})
+                               {h.name: {h.addr(4), h.addr(6)} for h in hosts})
     assert offline.connection(port=7788).script() == cap.trace.connection(port=7788).script()
 
 

@@ -32,7 +32,7 @@ def test_the_record_lines_up_with_the_wire_at_a_fast_retransmit(hosts):
     yet; the first after it has Reno's ssthresh = cwnd / 2 of that sample.  Every sample comes
     after a segment the client received (the tracepoint fires on arrival), and every snd_una is
     an acknowledgement the client received."""
-    for h in hosts.hosts:
+    for h in hosts:
         h.rto_min(200)
     with hosts.one_cpu(), hosts.capture(sender=True) as cap:
         client, _ = _transfer(hosts, drops=[Drop(">", "*", nth=4, payload=True)])
@@ -73,7 +73,7 @@ def test_the_record_lines_up_with_the_wire_at_a_fast_retransmit(hosts):
 def test_ssthresh_is_the_threshold_itself_after_recovery(hosts):
     """Outside recovery the tracepoint shows max(ssthresh, 3/4 cwnd); the record undoes it, so
     after one loss and no other the threshold stays where recovery set it while cwnd grows."""
-    for h in hosts.hosts:
+    for h in hosts:
         h.rto_min(200)
     with hosts.one_cpu(), hosts.capture(sender=True) as cap:
         _transfer(hosts, 600_000, both=Netem(delay=5), drops=[Drop(">", "*", nth=30, payload=True)])

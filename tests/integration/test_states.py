@@ -27,12 +27,12 @@ def test_same_ports_everywhere(hosts, n, record_property):
         peer.close()
         peer.wait_state("CLOSED")
     conn = cap.trace.connection(port=7788)
-    assert conn.state_path("client") == ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]
-    assert conn.state_path("server") == ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+    assert conn.states("client").path() == ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]
+    assert conn.states("server").path() == ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
     mine = {hosts.client.addr(4), hosts.server.addr(4), hosts.client.addr(6), hosts.server.addr(6)}
-    assert all(e.local[0] in mine for e in cap.state_changes)
+    assert all(e.local[0] in mine for e in cap.kernel.changes)
     # the listener (CLOSED -> LISTEN), the client's 5 changes, the child's 5: nobody else's
-    assert len(cap.state_changes) == 1 + 5 + 5, cap.state_changes
+    assert len(cap.kernel.changes) == 1 + 5 + 5, cap.kernel.changes
     record_property("foreign", str(cap.foreign_state_changes))
     # the sender record (tcp:tcp_probe, machine-wide too): this lab's two sockets and no other
     for side, local in (("client", tuple(client.local)), ("server", tuple(peer.local))):

@@ -149,17 +149,6 @@ def test_each_live_topology_has_a_subnet_of_its_own():
         assert c.subnet.index <= taken
 
 
-def test_conn_connect_is_deprecated_for_host_connect(hosts):
-    """One way to open a connection: host.connect(address).  The 0.1 spelling still works, with
-    a warning that names the replacement."""
-    import pytest
-    from tcplab import Conn
-    server = hosts.server.listen(7788)
-    with pytest.warns(DeprecationWarning, match=r"use host\.connect\(address\)"):
-        old = Conn.connect(hosts.client, server.address)
-    assert old.state() == "ESTABLISHED" and server.accept().peer == tuple(old.local)
-
-
 def test_each_lab_namespace_has_a_small_tcp_table_of_its_own(hosts):
     """sock_diag walks every bucket of a namespace's TCP table on each dump: lab namespaces are
     made from tcplab's nursery namespace, so each has CHILD_EHASH buckets of its own instead of
@@ -167,6 +156,6 @@ def test_each_lab_namespace_has_a_small_tcp_table_of_its_own(hosts):
     from tcplab.wire.netns import CHILD_EHASH, nursery
     if nursery() is None:
         pytest.skip("this kernel has no net.ipv4.tcp_child_ehash_entries (Linux < 6.1): the shared table")
-    for h in hosts.hosts:
+    for h in hosts:
         assert int(h.ns.sysctl("net.ipv4.tcp_ehash_entries")) == CHILD_EHASH
     assert open("/proc/sys/net/ipv4/tcp_child_ehash_entries").read().strip() == "0"

@@ -54,15 +54,6 @@ def test_drop_with_any_flags_matches_every_tcp_segment_of_its_direction():
     assert Drop(">", "*", nth=3, payload=True).describe() == "drop segment #3 matching '> *' with payload"
 
 
-def test_needs_netem_is_deprecated_and_names_only_correlated_loss():
-    """The delay line emulates delay, jitter, reordering, duplication and corruption without
-    sch_netem; only loss_corr still needs it."""
-    with pytest.warns(DeprecationWarning, match="goes in tcplab 0.3"):
-        assert Netem(loss=20, delay=10, jitter=2, duplicate=1).needs_netem() == []
-    with pytest.warns(DeprecationWarning):
-        assert Netem(loss=20, loss_corr=25).needs_netem() == ["loss_corr"]
-
-
 def test_netem_request_encoding():
     """The exact TCA_OPTIONS tcplab sends for netem, encoded by pyroute2 as it would be sent:
     pyroute2 ignores unknown keywords silently, so each one is checked to land in the message."""

@@ -1,7 +1,8 @@
 """The trace model on pcaps written by the test itself."""
 import pytest
 
-from tcplab.observe.trace import Trace, flags_from_letters, letters
+from tcplab.notation import flags_from_letters, letters
+from tcplab.observe.trace import Trace
 from tests.unit.pcapgen import C, S, X, Y, handshake_and_close, seg, write
 
 

@@ -12,7 +12,7 @@ DATA = b"hello"
 
 
 def _prepare(hosts, drops=()):
-    for h in hosts.hosts:
+    for h in hosts:
         h.quickack()
         h.rto_min(20)
     if drops:

@@ -37,7 +37,7 @@ class Outcome:
 
 def _transfer(hosts, size: int, drops: list, *, probes: bool, cc: str = "reno") -> Outcome:
     hosts.server.quickack(True)
-    for h in hosts.hosts:
+    for h in hosts:
         h.rto_min(200)
         # tail-loss probes only where the scenario says so: elsewhere a probe fired on a busy
         # machine could re-send a segment that arrived, and Linux would undo the reduction
