@@ -8,13 +8,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..lab.vm import VMError, default_kernel, junit_counts, kernel_version, pytest_guest, run_vm
+from ..lab.vm import LINES, VMError, check_kernel, junit_counts, kernel_version, pytest_guest, resolve_kernel, run_vm
 
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="tcplab vm", description="run a pytest selection inside a VM booted "
                                  "from another kernel")
-    ap.add_argument("--kernel", type=Path, help="kernel image (default: newest /boot/vmlinuz-* with sch_netem)")
+    ap.add_argument("--kernel", metavar="LINE|PATH",
+                    help=f"a Linux line by name ({', '.join(LINES)}: Debian's package, fetched once) or a kernel "
+                         "image's path (/boot/vmlinuz-VERSION, a build's arch/x86/boot/bzImage); default: the "
+                         "newest /boot/vmlinuz-* with sch_netem")
     ap.add_argument("--netem", action="store_true",
                     help="the netem backend forced, slow labs run, and any skip counted as a failure "
                          "(CI's netem stage: ci/kernel-matrix --netem)")
@@ -40,7 +43,12 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="tcplab-vmjunit-") as tmp:
         junit = a.junit or Path(tmp) / "junit.xml"
         try:
-            kernel = a.kernel or default_kernel()
+            kernel = resolve_kernel(a.kernel)
+            _, _, lacks = check_kernel(kernel)
+            if a.netem and "CONFIG_NET_SCH_NETEM" in lacks:
+                raise VMError(f"kernel {kernel_version(kernel)} has no sch_netem (CONFIG_NET_SCH_NETEM): --netem "
+                              "runs the labs with the netem backend forced; give a kernel with netem, or leave "
+                              "out --netem (the netem labs then skip, naming it)")
             print(f"[tcplab vm] host kernel {os.uname().release}; guest kernel {kernel_version(kernel)}"
                   + (" (netem backend forced, skips fail)" if a.netem else ""), flush=True)
             rc = run_vm(kernel, pytest_guest(extra, env=env, junit=junit, artifacts=a.artifacts), timeout=a.timeout,

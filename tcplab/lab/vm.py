@@ -19,6 +19,7 @@ import re
 import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -84,10 +85,169 @@ def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
 
 
 def kernel_version(image: Path) -> str:
+    """The version of a kernel image: from its name (``vmlinuz-VERSION``, as distributions install
+    it), else from the image itself (a bzImage's setup header points at its version string, as
+    ``file`` reads it: the ``bzImage`` a kernel build leaves)."""
     m = re.match(r"vmlinuz-(.+)$", image.name)
-    if not m:
-        raise VMError(f"cannot tell the version of kernel image {image}: expected /boot/vmlinuz-VERSION")
-    return m.group(1)
+    if m:
+        return m.group(1)
+    try:
+        with open(image, "rb") as f:
+            head = f.read(0x10400)   # the version string is within 64 KiB of the setup header
+    except OSError as exc:
+        raise VMError(f"cannot read the kernel image {image}: {exc.strerror}") from None
+    if head[0x202:0x206] == b"HdrS":
+        (offset,) = struct.unpack_from("<H", head, 0x20E)
+        text = head[0x200 + offset:0x200 + offset + 256].split(b"\0")[0].decode(errors="replace")
+        if text.split():
+            return text.split()[0]
+    raise VMError(f"{image} is not a bootable x86 kernel image (no bzImage header): give a bzImage "
+                  "(arch/x86/boot/bzImage of a kernel build) or /boot/vmlinuz-VERSION")
+
+
+#: Linux lines tcplab boots by name: the Debian suite that serves each, and its package's name
+#: (``--kernel 6.12``).  Fetched once into CACHE, never installed on the machine.
+LINES = {
+    "6.1": ("bookworm", r"linux-image-6\.1\.0-\d+-amd64-unsigned"),
+    "6.12": ("bookworm-backports", r"linux-image-6\.12\.\d+\+deb12-amd64-unsigned"),
+}
+CACHE = Path("/var/cache/tcplab/kernels")
+#: what the labs need of a kernel, by CONFIG_ option, and the module each comes as (if any)
+NEEDED = {"NET_NS": None, "VETH": "veth", "BRIDGE": "bridge", "NF_TABLES": "nf_tables",
+          "NF_TABLES_BRIDGE": "nf_tables", "NFT_NUMGEN": "nft_numgen", "NFT_BRIDGE_META": "nft_meta_bridge",
+          "INET_DIAG": "inet_diag", "INET_TCP_DIAG": "tcp_diag", "NET_SCH_TBF": "sch_tbf",
+          "BLK_DEV_INITRD": None, "DEVTMPFS": None, "TMPFS": None, "SERIAL_8250_CONSOLE": None,
+          "VIRTIO_PCI": "virtio_pci", "NET_9P": "9pnet", "NET_9P_VIRTIO": "9pnet_virtio", "9P_FS": "9p"}
+#: what some labs need: without it they skip, naming it (or fail, with --netem)
+WANTED = {"NET_SCH_NETEM": "sch_netem", "TUN": "tun", "PERF_EVENTS": None}
+
+
+def modules_root(image: Path, kver: str) -> Path | None:
+    """Where the image's modules are: beside it, as a package unpacked or ``make modules_install
+    INSTALL_MOD_PATH=...`` leaves them (IMAGE/../../lib/modules/VERSION), else the machine's
+    /lib/modules/VERSION; None where neither exists (everything must then be built in)."""
+    for root in (image.resolve().parent.parent, Path("/")):
+        if (root / "lib" / "modules" / kver).is_dir():
+            return root
+    return None
+
+
+def kernel_config(image: Path, kver: str) -> Path | None:
+    """The image's build configuration: ``config-VERSION`` beside it (as /boot keeps it), or the
+    ``.config`` of the build tree it came from (arch/x86/boot/bzImage)."""
+    image = image.resolve()
+    for cand in (image.parent / f"config-{kver}", *(p / ".config" for p in image.parents[:4])):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def check_kernel(image: Path) -> tuple[str, Path | None, list[str]]:
+    """(version, modules root, what the labs that need it will lack) for a kernel image; raises a
+    VMError naming every missing option where the labs cannot run on it at all, before booting
+    anything (an image that cannot mount the host's root would otherwise show nothing until
+    the boot timeout)."""
+    kver = kernel_version(image)
+    root = modules_root(image, kver)
+    config = kernel_config(image, kver)
+    if config is None:
+        raise VMError(f"no build configuration for {image} ({kver}): tcplab checks it before booting. Put "
+                      f"config-{kver} beside the image, or boot it from its build tree (arch/x86/boot/bzImage "
+                      "with its .config)")
+    values = dict(re.findall(r"^CONFIG_(\w+)=(\S+)", config.read_text(errors="replace"), re.M))
+
+    def present(option: str, module: str | None) -> bool:
+        v = values.get(option)
+        if v == "y":
+            return True
+        if v == "m" and module and root is not None:
+            return any((root / "lib" / "modules" / kver).rglob(f"{module}.ko*"))
+        return False
+    missing = [f"CONFIG_{o}" + (f" (=y, or =m with {m}.ko in {root}/lib/modules/{kver})" if m else "=y")
+               for o, m in NEEDED.items() if not present(o, m)]
+    if missing:
+        raise VMError(f"kernel {kver} ({image}) lacks what the labs need to boot and run: " + ", ".join(missing))
+    lacks = [f"CONFIG_{o}" for o, m in WANTED.items() if not present(o, m)]
+    return kver, root, lacks
+
+
+def line_kernel(line: str, *, fetch: bool = True) -> Path:
+    """The image of Linux ``line`` (a key of LINES): Debian's package, unpacked under CACHE
+    (fetched once with apt from the suite that serves it, as root; the machine's own package
+    state and sources are not touched)."""
+    if line not in LINES:
+        raise VMError(f"--kernel {line}: tcplab boots the lines {', '.join(LINES)} by name, or an image by "
+                      "its path (/boot/vmlinuz-VERSION, arch/x86/boot/bzImage)")
+    suite, package = LINES[line]
+    have = sorted(CACHE.glob(f"{line}.*/boot/vmlinuz-*"), key=lambda p: _version_key(p.name))
+    if have:
+        return have[-1]
+    if not fetch:
+        raise VMError(f"Linux {line} is not in {CACHE}: run  sudo tcplab vm --kernel {line} ...  once")
+    if os.geteuid() != 0:
+        raise VMError(f"Linux {line} is not here yet, and fetching it needs root: run  sudo ci/setup --vm "
+                      f"--kernel {line}  (or sudo tcplab vm --kernel {line} ...) once")
+    return _fetch_line(line, suite, package)
+
+
+def _version_key(name: str):
+    return [int(x) if x.isdigit() else x for x in re.split(r"[.+~-]", name)]
+
+
+def _fetch_line(line: str, suite: str, package: str) -> Path:
+    for tool in ("apt-get", "apt-cache", "dpkg-deb", "depmod"):
+        tools.require(tool, f"fetching Linux {line} from Debian's {suite}")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=CACHE))
+    try:
+        (work / "lists" / "partial").mkdir(parents=True)
+        (work / "archives" / "partial").mkdir(parents=True)
+        (work / "sources.list").write_text(f"deb http://deb.debian.org/debian {suite} main\n")
+        apt = ["-o", f"Dir::Etc::sourcelist={work / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
+               "-o", f"Dir::State::Lists={work / 'lists'}", "-o", f"Dir::Cache={work}",
+               "-o", "APT::Sandbox::User=root", "-q"]
+        print(f"[tcplab vm] fetching Linux {line} from Debian's {suite} (once, into {CACHE})", flush=True)
+
+        def run(argv: list[str]) -> str:
+            r = subprocess.run(argv, cwd=work, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise VMError(f"{' '.join(argv[:1] + argv[-2:])} failed: {(r.stderr or r.stdout).strip()[-600:]}")
+            return r.stdout
+        run(["apt-get", *apt, "update"])
+        names = [n for n in run(["apt-cache", *apt, "pkgnames", "linux-image-"]).split()
+                 if re.fullmatch(package, n)]
+        if not names:
+            raise VMError(f"Debian's {suite} serves no package matching {package}")
+        name = max(names, key=_version_key)
+        run(["apt-get", *apt, "download", name])
+        (deb,) = work.glob("*.deb")
+        tree = work / "tree"
+        run(["dpkg-deb", "-x", str(deb), str(tree)])
+        (image,) = (tree / "boot").glob("vmlinuz-*")
+        kver = kernel_version(image)
+        run(["depmod", "-b", str(tree), kver])
+        dest = CACHE / kver
+        shutil.rmtree(dest, ignore_errors=True)
+        tree.rename(dest)
+        print(f"[tcplab vm] Linux {kver} ({name}) is in {dest}", flush=True)
+        return dest / "boot" / image.name
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def resolve_kernel(spec: str | Path | None) -> Path:
+    """The kernel image ``--kernel`` names: a line (``6.1``, ``6.12``), a path, or (None) the
+    default: ``TCPLAB_VM_KERNEL``, else the newest under /boot with sch_netem."""
+    if spec is None:
+        return default_kernel()
+    if str(spec) in LINES:
+        line = str(spec)
+        boot = [img for img in Path("/boot").glob(f"vmlinuz-{line}.*") if modules_root(img, kernel_version(img))]
+        return max(boot, key=lambda p: _version_key(p.name)) if boot else line_kernel(line)
+    path = Path(spec)
+    if not path.is_file():
+        raise VMError(f"--kernel {spec}: no such kernel image (give {', '.join(LINES)}, or the path of an image)")
+    return path
 
 
 def default_kernel() -> Path:
@@ -127,14 +287,40 @@ def scratch_dir(*keep: Path) -> str:
                   "(/run, /mnt, /srv, /media and /opt all hold the checkout or its interpreter)")
 
 
-def build_initramfs(kver: str, dest: Path, scratch: str = "/run") -> Path:
+def _xz(data: bytes) -> bytes:
+    import lzma
+    return lzma.decompress(data)
+
+
+def _gz(data: bytes) -> bytes:
+    import gzip
+    return gzip.decompress(data)
+
+
+DECOMPRESS = {".xz": _xz, ".gz": _gz}
+
+
+def _module_bytes(path: Path) -> bytes:
+    if path.suffix == ".zst":
+        raise VMError(f"{path}: zstd-compressed modules are not supported: give a kernel whose modules are "
+                      "plain, xz- or gzip-compressed (Debian's are xz or plain)")
+    data = path.read_bytes()
+    return DECOMPRESS[path.suffix](data) if path.suffix in DECOMPRESS else data
+
+
+def build_initramfs(kver: str, dest: Path, scratch: str = "/run", modroot: Path | None = Path("/")) -> Path:
+    """The guest's initramfs: busybox, the init script, and the modules the labs need (with
+    their dependencies, decompressed: busybox's insmod loads plain .ko) from ``modroot``'s
+    lib/modules/KVER; None: a kernel with everything built in."""
     busybox = tools.find("busybox") or "/bin/busybox"
     if not Path(busybox).exists():
         raise VMError("busybox is missing: apt-get install busybox-static (sudo ci/setup --vm)")
     order: list[str] = []
     files: dict[str, bytes] = {}
-    for mod in MODULES:
-        r = subprocess.run(["modprobe", "-S", kver, "--show-depends", mod], capture_output=True, text=True)
+    base = Path(modroot or "/") / "lib" / "modules" / kver
+    for mod in MODULES if modroot is not None else ():
+        r = subprocess.run(["modprobe", "-d", str(modroot), "-S", kver, "--show-depends", mod],
+                           capture_output=True, text=True)
         if r.returncode != 0 and mod in OPTIONAL_MODULES:
             continue
         if r.returncode != 0:
@@ -143,10 +329,12 @@ def build_initramfs(kver: str, dest: Path, scratch: str = "/run") -> Path:
             parts = line.split()
             if parts[:1] != ["insmod"]:
                 continue  # builtin
-            path = parts[1]
-            rel = os.path.relpath(path, f"/lib/modules/{kver}")
+            path = Path(parts[1])
+            rel = os.path.relpath(path, base)
+            if path.suffix in DECOMPRESS:
+                rel = rel[:-len(path.suffix)]
             if rel not in files:
-                files[rel] = Path(path).read_bytes()
+                files[rel] = _module_bytes(path)
                 order.append(rel)
     entries = [(d, 0o40755, b"") for d in ("bin", "proc", "sys", "dev", "lib", "lib/modules")]
     dirs = sorted({str(Path("lib/modules", r).parent) for r in order})
@@ -220,7 +408,7 @@ def run_vm(kernel: Path, guest: Guest, *, timeout: float, boot_timeout: float, k
                       "you can read it and pass --kernel PATH (or TCPLAB_VM_KERNEL=PATH)")
     memory = memory or os.environ.get("TCPLAB_VM_MEMORY") or default_memory()
     cpus = cpus or int(os.environ.get("TCPLAB_VM_CPUS") or 0) or default_cpus()
-    kver = kernel_version(kernel)
+    kver, modroot, lacks = check_kernel(kernel)
     work = Path(tempfile.mkdtemp(prefix="tcplab-vm-"))
     results = work / "results"
     results.mkdir()
@@ -228,7 +416,10 @@ def run_vm(kernel: Path, guest: Guest, *, timeout: float, boot_timeout: float, k
         t0 = time.monotonic()
         python = Path(guest.argv[0])
         scratch = scratch_dir(guest.cwd, REPO, python.resolve() if python.exists() else python)
-        initrd = build_initramfs(kver, work / "initramfs.cpio", scratch)
+        initrd = build_initramfs(kver, work / "initramfs.cpio", scratch, modroot)
+        if lacks:
+            print(f"[tcplab vm] kernel {kver} lacks {', '.join(lacks)}: the labs that need it skip "
+                  "(or fail, with --netem)", flush=True)
         if accel == "auto":
             ok, why = kvm_usable()
             accel = "kvm" if ok else "tcg"

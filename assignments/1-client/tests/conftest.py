@@ -91,7 +91,7 @@ def exchange(hosts, student):
         ex = Exchange(outcome, request, server_notes=notes)
         if peer is not None:
             ex.server_state = peer.state()
-            ex.client_state = peer.peer_state()
+            ex.client_state = peer.state(peer=True)
         ex.reply = reply_for(request) if request is not None else b""
         conns = cap.trace.connections(port=PORT)
         ex.conn = conns[0] if conns else None

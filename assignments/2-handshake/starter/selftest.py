@@ -26,7 +26,7 @@ for n, line in enumerate((HERE / "rules.txt").read_text().splitlines(), 1):
 
 with Topology() as lab:
     if drops:
-        wire.impair(drops=drops)
+        lab.impair(drops=drops)
     with lab.capture() as cap:
         listener = lab.server.listen(port=PORT)
         program = lab.client.popen([sys.executable, str(HERE / "handshake.py"), lab.server.addr(4), str(PORT)])
