@@ -123,10 +123,12 @@ WANTED = {"NET_SCH_NETEM": "sch_netem", "TUN": "tun", "PERF_EVENTS": None}
 
 
 def modules_root(image: Path, kver: str) -> Path | None:
-    """Where the image's modules are: beside it, as a package unpacked or ``make modules_install
-    INSTALL_MOD_PATH=...`` leaves them (IMAGE/../../lib/modules/VERSION), else the machine's
-    /lib/modules/VERSION; None where neither exists (everything must then be built in)."""
-    for root in (image.resolve().parent.parent, Path("/")):
+    """Where the image's modules are: beside it, as a package unpacked leaves them
+    (IMAGE/../../lib/modules/VERSION), in the build tree it came from (``make modules_install
+    INSTALL_MOD_PATH=.`` in the tree of arch/x86/boot/bzImage), else the machine's
+    /lib/modules/VERSION; None where none exists (everything must then be built in)."""
+    image = image.resolve()
+    for root in (image.parent.parent, *image.parents[3:4], Path("/")):
         if (root / "lib" / "modules" / kver).is_dir():
             return root
     return None
@@ -163,7 +165,8 @@ def check_kernel(image: Path) -> tuple[str, Path | None, list[str]]:
         if v == "m" and module and root is not None:
             return any((root / "lib" / "modules" / kver).rglob(f"{module}.ko*"))
         return False
-    missing = [f"CONFIG_{o}" + (f" (=y, or =m with {m}.ko in {root}/lib/modules/{kver})" if m else "=y")
+    where = f"{root}/lib/modules/{kver}" if root is not None else f"lib/modules/{kver} beside the image"
+    missing = [f"CONFIG_{o}" + (f" (=y, or =m with {m}.ko in {where})" if m else "=y")
                for o, m in NEEDED.items() if not present(o, m)]
     if missing:
         raise VMError(f"kernel {kver} ({image}) lacks what the labs need to boot and run: " + ", ".join(missing))
