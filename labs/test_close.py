@@ -13,13 +13,8 @@ What Linux really does, and these labs assert:
 """
 import pytest
 
-from tcplab import Drop
+from tcplab import HANDSHAKE, Drop
 
-HANDSHAKE = """
-    > S 0:0(0)
-    < S. 0:0(0) ack 1
-    > . 1:1(0) ack 1
-"""
 
 
 def _classic_timers(hosts):

@@ -9,13 +9,8 @@ and merged into the reply: the exchange is then the same on every run.
 """
 import pytest
 
-from tcplab import until
+from tcplab import HANDSHAKE, until
 
-HANDSHAKE = """
-    > S 0:0(0)
-    < S. 0:0(0) ack 1
-    > . 1:1(0) ack 1
-"""
 
 
 @pytest.mark.lab("D1", "F1", points=4)

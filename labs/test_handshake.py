@@ -12,11 +12,8 @@ import sys
 
 import pytest
 
-HANDSHAKE = """
-    > S 0:0(0)              # SYN: seq = x (relative 0), no other flag
-    < S. 0:0(0) ack 1       # SYN+ACK: seq = y, ack = x+1
-    > . 1:1(0) ack 1        # ACK: seq = x+1, ack = y+1
-"""
+from tcplab import HANDSHAKE
+
 
 
 @pytest.mark.lab("F1", "H1", "H2", "H3", "H4", points=5)

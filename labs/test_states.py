@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from tcplab import Drop, StatePoller, Unsupported, until
+from tcplab import HANDSHAKE, Drop, StatePoller, Unsupported, until
 
 PORT = 7788
 
@@ -136,10 +136,7 @@ def test_simultaneous_close(hosts, family, record_property):
         seen = poll.stop()
         until(lambda: hosts.held() == 0, 5, "the wire to deliver what it holds")
     conn = cap.trace.connection(port=PORT)
-    conn.expect("""
-        > S 0:0(0)
-        < S. 0:0(0) ack 1
-        > . 1:1(0) ack 1
+    conn.expect(HANDSHAKE + """
         any order:
             > F. 1:1(0) ack 1
             < F. 1:1(0) ack 1
@@ -219,10 +216,7 @@ def test_fin_wait_1_straight_to_time_wait(hosts, family, record_property):
         peer.close()
         peer.wait_state("CLOSED")
     conn = cap.trace.connection(port=PORT)
-    conn.expect("""
-        > S 0:0(0)
-        < S. 0:0(0) ack 1
-        > . 1:1(0) ack 1
+    conn.expect(HANDSHAKE + """
         > F. 1:1(0) ack 1
         < . 1:1(0) ack 2           # lost on the wire
         < F. 1:1(0) ack 2          # acknowledges the client's FIN and carries the server's
@@ -368,11 +362,7 @@ def test_new_syn_reuses_a_time_wait_pair(hosts, family):
         assert peer.state() == "ESTABLISHED"   # the pair is in use again
         again.close()
     conn = cap.trace.connection(port=PORT)
-    conn.expect("""
-        > S 0:0(0)
-        < S. 0:0(0) ack 1
-        > . 1:1(0) ack 1
-    """, complete=False)
+    conn.expect(HANDSHAKE, complete=False)
     assert not [s for s in conn if "RST" in s.flags]
     assert conn.states("server").path()[:3] == ["LISTEN", "SYN_RECV", "ESTABLISHED"]
 

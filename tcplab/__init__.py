@@ -28,12 +28,12 @@ from .lab.sockets import Conn, Sending
 from .observe.tcpinfo import TcpInfo
 from .lab.topology import Topology
 from .observe.capture import Capture
-from .observe.expect import Expectation
+from .observe.expect import HANDSHAKE, Expectation
 from .observe.ring import RingCapture
 from .observe.trace import Connection, Segment, Trace
 from .wait import until
 
 __all__ = ["Topology", "Drop", "Netem", "Capture", "RingCapture", "Trace", "Connection", "Segment",
-           "Expectation", "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete",
+           "Expectation", "HANDSHAKE", "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete",
            "WaitTimeout", "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "Conn", "Sending", "TcpInfo"]
 __version__ = "0.1.0"

@@ -205,7 +205,11 @@ def _fetch_line(line: str, suite: str, package: str) -> Path:
     try:
         (work / "lists" / "partial").mkdir(parents=True)
         (work / "archives" / "partial").mkdir(parents=True)
-        (work / "sources.list").write_text(f"deb http://deb.debian.org/debian {suite} main\n")
+        keyring = Path("/usr/share/keyrings/debian-archive-keyring.gpg")   # Ubuntu has it too (universe)
+        if not keyring.is_file():
+            raise VMError(f"fetching Linux {line} from Debian needs Debian's archive key: apt-get install "
+                          "debian-archive-keyring (sudo ci/setup --vm installs it)")
+        (work / "sources.list").write_text(f"deb [signed-by={keyring}] http://deb.debian.org/debian {suite} main\n")
         apt = ["-o", f"Dir::Etc::sourcelist={work / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
                "-o", f"Dir::State::Lists={work / 'lists'}", "-o", f"Dir::Cache={work}",
                "-o", "APT::Sandbox::User=root", "-q"]

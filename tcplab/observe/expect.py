@@ -64,6 +64,14 @@ _LINE = re.compile(
         (?:\s+<(?P<opts>[^>]*)>)?
         (?:\s+(?P<quant>[+*?]|\{\d+(?:,\d+)?\}))?\s*$""", re.X)
 
+#: The textbook's three-way handshake (RFC 9293, section 3.5), numbers relative to each side's ISN:
+#: ``conn.expect(HANDSHAKE + """ ...what follows... """)``.
+HANDSHAKE = """
+    > S 0:0(0)              # SYN: seq = x (relative 0), no other flag
+    < S. 0:0(0) ack 1       # SYN+ACK: seq = y, ack = x+1
+    > . 1:1(0) ack 1        # ACK: seq = x+1, ack = y+1
+"""
+
 _QUANT_SUFFIX = re.compile(r"\s*(?:[+*?]|\{\d+(?:,\d+)?\})\s*$")
 _OPT_NAMES = {"mss": "MSS", "sackOK": "SAckOK", "TS": "Timestamp", "nop": "NOP", "wscale": "WScale",
               "sack": "SAck", "eol": "EOL"}

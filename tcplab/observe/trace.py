@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import TcplabError
 from ..errors import ExpectationFailed
-from .expect import Expectation, Failure, Mismatch, Seen
+from .expect import Expectation, Failure, Mismatch, Seen, parse_line
 from .states import StateRecord
 from ..notation import MOD, flags_from_bits, letters, render_options
 
@@ -388,6 +388,12 @@ class Connection:
         f = exp.match(self.seen(), complete)
         if f is not None:
             raise ExpectationFailed(self.mismatch_report(f, exp.text), Mismatch(self, exp.text, f))
+
+    def compare(self, line: str, seg: Segment) -> list[tuple[str, str, str]]:
+        """How ``seg`` differs from one expected ``line`` (``"> . 1:1(0) ack 1"``): (field,
+        expected, actual) for each field that differs (direction, flags, seq, length, ack, win,
+        options); empty when it matches.  For partial credit, field by field."""
+        return parse_line(line, 1).differences(Seen(seg, self.side(seg), self.rel_seq(seg), self.rel_ack(seg)))
 
     def mismatch_report(self, f: Failure, script: str | None = None) -> str:
         """The text a user sees when the exchange departs from ``script`` at ``f`` (pinned by tests)."""

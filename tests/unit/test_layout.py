@@ -152,7 +152,7 @@ def test_public_names_are_pinned():
     import tcplab
     assert sorted(tcplab.__all__) == sorted([
         "Topology", "Drop", "Netem", "Capture", "RingCapture", "Trace", "Connection", "Segment", "Expectation",
-        "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete", "WaitTimeout",
+        "HANDSHAKE", "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete", "WaitTimeout",
         "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "Conn", "Sending",
         "TcpInfo"])
     for name in tcplab.__all__:

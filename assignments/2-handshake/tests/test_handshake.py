@@ -15,9 +15,9 @@ def test_sends_a_syn(handshake):
     """The first segment is a SYN (SYN flag only) to the server's port."""
     conn = handshake.conn
     assert conn is not None, "no segment reached the server's port\n" + handshake.context()
-    first = conn.segments[0]
-    assert conn.side(first) == "client" and first.flags == {"SYN"}, \
-        f"your first segment is {conn.line(first)}, expected a SYN: > S 0:0(0)\n" + handshake.context()
+    wrong = conn.compare("> S", conn.segments[0])     # any seq: that is the student's ISN
+    assert not wrong, f"your first segment is {conn.line(conn.segments[0])}, expected a SYN: > S 0:0(0) (" + \
+        "; ".join(f"{f} expected {e}, yours {a}" for f, e, a in wrong) + ")\n" + handshake.context()
 
 
 @pytest.mark.lab(points=3, hint="the ACK's seq is your ISN + 1 (the SYN counts as one byte); its ack is the "
@@ -29,19 +29,15 @@ def test_ack_numbers(handshake, score):
     assert conn is not None, "no segment reached the server's port\n" + handshake.context()
     ack = _client_after_synack(conn)
     assert ack is not None, "your client never answered the SYN-ACK\n" + handshake.context()
+    differ = {field: (expected, actual) for field, expected, actual in conn.compare("> . 1:1(0) ack 1", ack)}
     wrong = []
-    if ack.flags == {"ACK"}:
-        score.partial(1, "the flags are right (ACK only)")
-    else:
-        wrong.append(f"flags: expected \".\" (ACK only), yours \"{ack.letters}\"")
-    if conn.rel_seq(ack) == 1:
-        score.partial(1, "seq is your ISN + 1")
-    else:
-        wrong.append(f"seq: expected 1 (relative to your ISN), yours {conn.rel_seq(ack)}")
-    if conn.rel_ack(ack) == 1:
-        score.partial(1, "ack is the server's ISN + 1")
-    else:
-        wrong.append(f"ack: expected 1 (relative to the server's ISN), yours {conn.rel_ack(ack)}")
+    for field, right, means in (("flags", "the flags are right (ACK only)", "ACK only"),
+                                ("seq", "seq is your ISN + 1", "relative to your ISN"),
+                                ("ack", "ack is the server's ISN + 1", "relative to the server's ISN")):
+        if field in differ:
+            wrong.append(f"{field}: expected {differ[field][0]} ({means}), yours {differ[field][1]}")
+        else:
+            score.partial(1, right)
     assert not wrong, f"your answer {conn.line(ack)}, expected > . 1:1(0) ack 1\n" + "\n".join(wrong) + \
         "\n" + handshake.context()
 
