@@ -406,11 +406,10 @@ def test_close_during_a_simultaneous_open(hosts, family, record_property):
         assert b.recv_eof() == b""
         a.wait_state("FIN_WAIT_2")
         seen = poll.stop()
-    # SYN_SENT lasts only while the wire holds the two SYNs, which a slow machine's poller may miss
-    # (Debian 6.1 under QEMU); its start, the connect() call, is always in the kernel's record
-    # ESTABLISHED, where the server's SYN-ACK came back before the shutdown: then the close starts
-    # from ESTABLISHED, and SYN_RECV -> FIN_WAIT_1 is not claimed below (seen once in a fresh
-    # .ci/run, cause not found)
+    # SYN_SENT lasts only while the wire holds the two SYNs, which a slow machine's poller may
+    # miss; its start, the connect() call, is always in the kernel's record.  ESTABLISHED may come
+    # between, where the server's SYN-ACK arrived before the shutdown: the close then starts from
+    # ESTABLISHED, and SYN_RECV -> FIN_WAIT_1 is not claimed below (docs/kernels.md)
     assert [s for s in seen["client"] if s not in ("SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT_1")] == \
         ["FIN_WAIT_2"], seen
     conn = cap.trace.connection(port=5002)
@@ -420,7 +419,6 @@ def test_close_during_a_simultaneous_open(hosts, family, record_property):
     assert synacks and synacks[0] < fin and conn.rel_seq(conn.segments[fin]) == 1   # the FIN follows the SYN
     # FIN_WAIT_1 itself is claimed only where it was seen, by the poller or in the kernel's
     # record: a slow machine can pass through it between two polls although its FIN was sent
-    # (docs/kernels.md has the runs)
     polled = seen["client"]
     if ("SYN_RECV", "FIN_WAIT_1") in [*zip(polled, polled[1:]), *recorded(conn, "client")]:
         record_property("shows", "SYN_RECV>FIN_WAIT_1")

@@ -99,9 +99,9 @@ class StatePoller:
     released by a qdisc timer, whose state changes the tracepoint may not deliver).  It sees a
     state only if it lasts longer than one period: labs use it where each state is held open by
     the wire (``Topology.cross_next()`` holds every segment for 33 ms at the least, 8 periods).
-    A timewait socket is seen as TIME_WAIT, and a socket that is gone as CLOSED.  (It polled
-    without a pause once: a core spent on each lab that used it, the catalogue's longest labs
-    among them.)
+    A timewait socket is seen as TIME_WAIT, and a socket that is gone as CLOSED.  It samples
+    every EVERY seconds, not without a pause: a poller must not take a core from the labs
+    beside it.
 
     ``conns``: ``{name: conn}`` (each a :class:`~tcplab.Conn`); :attr:`seen` maps each name to its
     states in order.
@@ -136,8 +136,8 @@ class StatePoller:
             seen = self.seen[name]
             if st == "TIME_WAIT" and seen[-2:-1] in (["FIN_WAIT_1"], ["FIN_WAIT_2"], ["CLOSING"]) \
                     and seen[-1] == "CLOSED":
-                # a dump that ran while the full socket gave way to its timewait socket found
-                # neither (seen once in 50 runs of the simultaneous close): not a state it was in
+                # a dump that ran while the full socket gave way to its timewait socket finds
+                # neither: not a state it was in
                 seen.pop()
             if not seen or seen[-1] != st:
                 seen.append(st)

@@ -573,7 +573,7 @@ def cgroup_limits() -> tuple[float | None, int | None]:
 
 def time_scale(accel: str) -> float:
     """How many times slower than this machine's CPU the guest runs: an emulated CPU (TCG) about 5
-    times (measured: Python's start-up, KERNEL-NOTES), and a CPU quota under one CPU by its inverse.
+    times (measured: Python's start-up, docs/kernels.md), and a CPU quota under one CPU by its inverse.
     The guest's sandbox stretches student code's time limits by it."""
     quota, _ = cgroup_limits()
     return (5.0 if accel == "tcg" else 1.0) * (1.0 / quota if quota is not None and quota < 1 else 1.0)

@@ -268,10 +268,6 @@ class BothEnds:
     def states_unavailable(self) -> str | None:
         return self.kernel.states_unavailable
 
-    @property
-    def foreign_state_changes(self) -> int:
-        return self.kernel.foreign
-
     def state_paths(self) -> list[list[str]]:
         """See :meth:`~tcplab.observe.kernel.KernelRecord.state_paths`."""
         return self.kernel.state_paths()

@@ -14,7 +14,6 @@ from .trace import Segment
 
 _REC = struct.Struct("=IIII")
 _TCP = struct.Struct("!HHIIBBHHH")
-_IP4 = struct.Struct("!BBHHHBBH4s4s")
 _TS = struct.Struct("!II")
 _NOP_NOP_TS = b"\x01\x01\x08\x0a"
 _OPT_NAMES = {2: "MSS", 3: "WScale", 4: "SAckOK", 5: "SAck", 8: "Timestamp"}

@@ -33,7 +33,7 @@ def test_same_ports_everywhere(hosts, n, record_property):
     assert all(e.local[0] in mine for e in cap.kernel.changes)
     # the listener (CLOSED -> LISTEN), the client's 5 changes, the child's 5: nobody else's
     assert len(cap.kernel.changes) == 1 + 5 + 5, cap.kernel.changes
-    record_property("foreign", str(cap.foreign_state_changes))
+    record_property("foreign", str(cap.kernel.foreign))
     # the sender record (tcp:tcp_probe, machine-wide too): this lab's two sockets and no other
     for side, local in (("client", tuple(client.local)), ("server", tuple(peer.local))):
         record = conn.sender(side)
