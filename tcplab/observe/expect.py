@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Union
 
 from ..errors import ConfigError
 from ..errors import hide_config_errors as __tracebackhide__  # noqa: F401  (pytest)
-from ..notation import MOD, flags_from_letters, letters, render_options
+from ..notation import MOD, letters, render_options
+from ..script import parse_segment
 
 if TYPE_CHECKING:
     from .trace import Segment
@@ -157,41 +158,34 @@ class AnyOrder:
 Node = Union[Spec, Seq, Alt, AnyOrder]
 
 
+#: the segment notation's option names -> the names a trace's segments carry (Scapy's)
+_OPTION_KINDS = {"nop": "NOP", "eol": "EOL", "mss": "MSS", "wscale": "WScale", "sackOK": "SAckOK",
+                 "sack": "SAck", "TS": "Timestamp"}
+
+
 def parse_line(text: str, lineno: int = 0) -> Spec:
+    """One expected segment, read by the grammar labs and packetdrill scripts share
+    (:func:`tcplab.script.parse_segment`)."""
     body = text.split("#", 1)[0].strip()
-    m = _LINE.match(body)
-    if not m:
-        raise ConfigError(f"line {lineno}: cannot read {body!r}: write '> FLAGS [seq:end(len)] [ack N] "
-                          "[win N] [<options>] [+|*|?|{n}|{n,m}]', e.g. '< S. 0:0(0) ack 1'")
-    try:
-        flags = flags_from_letters(m["flags"])
-    except ValueError as exc:
-        raise ConfigError(f"line {lineno}: {exc}") from None
-    if m["seq"] is not None:
-        seq, end, length = int(m["seq"]), int(m["end"]), int(m["len"])
-        if (seq + length) % MOD != end:
-            raise ConfigError(f"line {lineno}: {seq}:{end}({length}) is inconsistent: end must be "
-                              f"seq + len = {(seq + length) % MOD}")
-    else:
-        seq = end = length = None
-    if m["ack"] is not None and "ACK" not in flags:
-        raise ConfigError(f"line {lineno}: 'ack {m['ack']}' given but the flags {m['flags']!r} have no "
-                          "ACK: add '.' (e.g. 'S.')")
+    seg = parse_segment(body, lineno)
     opts = None
-    if m["opts"] is not None:
+    if seg.any_options:
+        raise ConfigError(f"line {lineno}: '<...>' is what a script writes for any options; in a lab leave "
+                          "the options out: they are then not checked")
+    if seg.options is not None:
         opts = []
-        for item in filter(None, (o.strip() for o in m["opts"].split(","))):
-            name, _, value = item.partition(" ")
-            if name not in _OPT_NAMES:
-                raise ConfigError(f"line {lineno}: unknown TCP option {name!r}: known are "
-                                  + ", ".join(_OPT_NAMES))
-            opts.append((_OPT_NAMES[name], value.strip() or None))
+        for o in seg.options:
+            if o.kind not in _OPTION_KINDS:
+                raise ConfigError(f"line {lineno}: unknown TCP option {o.kind!r}: known are "
+                                  + ", ".join(_OPTION_KINDS))
+            value = o.value
+            if isinstance(value, tuple):     # TS (val, ecr), sack ((start, end), ...)
+                value = " ".join(str(x) for v in value for x in (v if isinstance(v, tuple) else (v,)))
+            opts.append((_OPTION_KINDS[o.kind], None if value is None else str(value)))
         opts = tuple(opts)
-    lo, hi = _quant(m["quant"], lineno)
-    return Spec(text=body, direction=m["dir"], flags=flags, seq=seq, end=end, length=length,
-                ack=int(m["ack"]) if m["ack"] is not None else None,
-                win=int(m["win"]) if m["win"] is not None else None,
-                options=opts, lo=lo, hi=hi, lineno=lineno)
+    lo, hi = _quant(seg.repeat, lineno)
+    return Spec(text=body, direction=seg.direction, flags=seg.flags, seq=seg.seq, end=seg.end,
+                length=seg.length, ack=seg.ack, win=seg.win, options=opts, lo=lo, hi=hi, lineno=lineno)
 
 
 def _quant(q: str | None, lineno: int) -> tuple[int, int]:
