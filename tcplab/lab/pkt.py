@@ -1,0 +1,909 @@
+"""A scripted peer: run packetdrill scripts against the kernel under test, unmodified.
+
+One end of the wire is the kernel, in a namespace of its own, driven by the script's system calls;
+the other end is ``tun0`` (:mod:`tcplab.wire.tun`), which sends exactly the segments the script
+injects (``<`` lines) and checks every segment the kernel sends (``>`` lines) against the script,
+in packetdrill's semantics (google/packetdrill, run.c and run_packet.c):
+
+* times: absolute, ``+relative`` (to when the previous event ended, or to the previous injected
+  segment's time between two injected ones), ``*``, ranges ``a~b``, and blocking calls
+  ``+0...0.1 call()`` run in a thread of their own and checked when they return; tolerance 4 ms
+  or 12.5 % of the time since the previous event, whichever is larger (``--tolerance_usecs``);
+* sequence numbers relative to each side's ISN: the script picks the peer's; the kernel's is
+  learned from its SYN or SYN-ACK; TS ecr of injected segments is mapped to the TS val the kernel
+  really sent; an outbound segment's TS val is not checked (packetdrill's default), its other
+  options byte for byte and in order, ``<...>`` not at all; its window only where written;
+* system calls through libc (ctypes) with packetdrill's argument notation, results and errno names;
+  ``%{ }%`` Python over the socket's ``tcpi_*`` and ``SK_MEMINFO_*``; backtick lines run by the
+  shell in the kernel's namespace, in the script's folder, with ``-D`` definitions in the
+  environment and PACKETDRILL_PID set.
+
+What is not supported is refused before anything runs, by line and name; nothing is ever
+passed that was not checked.  The namespace, its sysctls and its device die with the run, and
+what the script's helpers write in /tmp under this process's id (``/tmp/sysctl_restore_PID.sh``)
+is removed.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno as errno_mod
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError, TcplabError
+from ..script import ELLIPSIS, NULL, BitOr, Event, Field, Script, SegmentLine, Symbol, parse_script
+from ..wire.netns import Namespace
+from ..wire.tun import Frame, Tun, prefix_of
+
+_libc = ctypes.CDLL(None, use_errno=True)
+MOD = 1 << 32
+
+#: packetdrill's defaults and the kernel's ksft_runner.sh arguments
+DEFAULTS = {
+    4: dict(local_ip="192.168.0.1", gateway_ip="192.168.0.1", netmask_ip="255.255.0.0", remote_ip="192.0.2.1",
+            mtu=1500),
+    6: dict(local_ip="fd3d:a0b:17d6::1", gateway_ip="fd3d:a0b:17d6:8888::1", netmask_ip="", remote_ip="fd3d:fa7b:d17d::1",
+            mtu=1520),
+}
+
+
+@dataclass
+class Config:
+    """How a script runs (packetdrill's command-line flags; a script's own ``--flag`` lines win)."""
+    ip_version: int = 4
+    local_ip: str = ""
+    gateway_ip: str = ""
+    netmask_ip: str = ""
+    remote_ip: str = ""
+    mtu: int = 0
+    defines: dict = field(default_factory=dict)
+    tolerance_usecs: int = 4000
+    tolerance_percent: float = 12.5
+    mss: int = 0
+    tcp_ts_tick_usecs: int = 0
+    bind_port: int = 8080
+    connect_port: int = 8080
+    timeout: float = 120.0            # a whole run, at most
+
+    def filled(self) -> "Config":
+        d = DEFAULTS[self.ip_version]
+        for k, v in d.items():
+            if not getattr(self, k):
+                setattr(self, k, v)
+        import ipaddress
+        for k in ("local_ip", "gateway_ip", "remote_ip"):     # as the kernel prints them back
+            setattr(self, k, str(ipaddress.ip_address(getattr(self, k))))
+        return self
+
+
+class Refused(TcplabError):
+    """The script uses something tcplab does not run: nothing ran."""
+
+    def __init__(self, line: int, what: str):
+        super().__init__(f"line {line}: {what}")
+        self.line, self.what = line, what
+
+
+class Failed(TcplabError):
+    """The kernel did not do what the script says, at ``line``."""
+
+    def __init__(self, line: int, source: str, what: str, expected: str = "", actual: str = ""):
+        text = f"line {line}: {source}\n  {what}"
+        if expected or actual:
+            text += f"\n  expected: {expected}\n  actual:   {actual}"
+        super().__init__(text)
+        self.line, self.source, self.what, self.expected, self.actual = line, source, what, expected, actual
+
+
+@dataclass
+class Outcome:
+    """One run of one script in one IP version."""
+    path: Path
+    ip_version: int
+    status: str                        # pass, fail, refused
+    seconds: float
+    message: str = ""
+    line: int = 0
+    exchange: list = field(default_factory=list)     # (time, direction, frame, line)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+# -- names a script may use ---------------------------------------------------------------------
+
+def _symbols() -> dict[str, int]:
+    names: dict[str, int] = {}
+    for mod in (socket, os, errno_mod):
+        for k in dir(mod):
+            v = getattr(mod, k)
+            if k.isupper() and isinstance(v, int) and not isinstance(v, bool):
+                names.setdefault(k, int(v))
+    names.update(SOL_TCP=6, SOL_IP=0, SOL_IPV6=41, SIOCINQ=0x541B, SIOCOUTQ=0x5411, FIONREAD=0x541B,
+                 SO_ZEROCOPY=60, SO_MEMINFO=55, TCP_INQ=36, TCP_CM_INQ=36, O_RDWR=os.O_RDWR,
+                 O_NONBLOCK=os.O_NONBLOCK, MSG_EOR=0x80, MSG_MORE=0x8000, MSG_DONTWAIT=0x40, MSG_PEEK=2,
+                 MSG_ZEROCOPY=0x4000000, MSG_ERRQUEUE=0x2000, SHUT_RD=0, SHUT_WR=1, SHUT_RDWR=2, IP_RECVERR=11, IPV6_RECVERR=25, TCP_USER_TIMEOUT=18,
+                 TCP_NOTSENT_LOWAT=25, TCP_CONGESTION=13, TCP_MAXSEG=2, TCP_NODELAY=1, TCP_CORK=3,
+                 TCP_KEEPIDLE=4, TCP_KEEPINTVL=5, TCP_KEEPCNT=6, TCP_SYNCNT=7, TCP_LINGER2=8, TCP_QUICKACK=12,
+                 TCP_WINDOW_CLAMP=10, TCP_INFO=11, TCP_DEFER_ACCEPT=9, TCP_THIN_LINEAR_TIMEOUTS=16,
+                 POLLIN=1, POLLPRI=2, POLLOUT=4, POLLERR=8, POLLHUP=16, POLLNVAL=32, POLLRDNORM=0x40,
+                 POLLWRNORM=0x100, POLLRDHUP=0x2000, F_GETFL=3, F_SETFL=4, F_GETFD=1, F_SETFD=2)
+    return names
+
+
+SYMBOLS = _symbols()
+ERRNO_NAMES = {v: k for k, v in errno_mod.errorcode.items()}
+
+#: what tcplab does not run yet, refused by name (a feature: where it shows)
+UNSUPPORTED_OPTIONS = {"FO": "TCP Fast Open", "FOEXP": "TCP Fast Open", "md5": "TCP MD5 signatures",
+                       "ECN": "AccECN", "exp": "experimental TCP options"}
+UNSUPPORTED_SYMBOLS = {"TCP_FASTOPEN": "TCP Fast Open", "TCP_FASTOPEN_CONNECT": "TCP Fast Open",
+                       "TCP_FASTOPEN_KEY": "TCP Fast Open", "TCP_FASTOPEN_NO_COOKIE": "TCP Fast Open",
+                       "MSG_FASTOPEN": "TCP Fast Open",
+                       "SO_TIMESTAMPING": "SO_TIMESTAMPING", "TCP_MD5SIG": "TCP MD5 signatures",
+                       "TCP_ZEROCOPY_RECEIVE": "zero-copy receive", "SCM_TIMESTAMPING": "SO_TIMESTAMPING",
+                       "TCP_TX_DELAY": "TCP_TX_DELAY", "SO_TXTIME": "SO_TXTIME", "TCP_ULP": "TCP ULPs (kTLS)",
+                       "TCP_REPAIR": "TCP_REPAIR", "TCP_AO_ADD_KEY": "TCP-AO"}
+SYSCALLS = {"socket", "bind", "listen", "accept", "connect", "read", "write", "send", "recv", "sendto",
+            "recvfrom", "sendmsg", "close", "shutdown", "setsockopt", "getsockopt", "fcntl", "ioctl", "poll",
+            "writev", "readv"}
+UNSUPPORTED_SYSCALLS = {"recvmsg": "recvmsg (its control messages: timestamps, zero-copy, inq)",
+                        "sendfile": "sendfile", "splice": "splice", "epoll_create": "epoll",
+                        "epoll_ctl": "epoll", "epoll_wait": "epoll", "open": "files (open)",
+                        "pipe": "pipes", "socketpair": "socketpair", "getsockname": "getsockname",
+                        "getpeername": "getpeername"}
+#: --send_omit_free: never reuse a send buffer (zero-copy may still read it); tcplab never does
+KNOWN_OPTIONS = {"send_omit_free", "tolerance_usecs", "tolerance_percent", "mss", "tcp_ts_tick_usecs", "ip_version", "mtu",
+                 "local_ip", "remote_ip", "gateway_ip", "netmask_ip", "bind_port", "connect_port", "define", "D"}
+UNSUPPORTED_CONFIG = {"so": "packetdrill's --so",
+                      "wire_server": "wire mode", "wire_client": "wire mode", "tcp_ts_ecr_scaled": "--tcp_ts_ecr_scaled",
+                      "speed": "--speed (ethtool on tun0)", "persist": "--persist", "non_fatal": "--non_fatal"}
+
+
+def refusals(script: Script) -> list[tuple[int, str]]:
+    """(line, what) for everything in ``script`` tcplab does not run, in script order."""
+    out = []
+    for key in script.options:
+        name = key.split("=")[0]
+        if name in UNSUPPORTED_CONFIG:
+            out.append((0, f"{UNSUPPORTED_CONFIG[name]} is not supported"))
+        elif name not in KNOWN_OPTIONS:
+            out.append((0, f"the option --{name} is not supported"))
+    for ev in script.events:
+        if ev.kind == "refused":
+            out.append((ev.line, ev.text))
+        elif ev.kind == "other_packet":
+            out.append((ev.line, f"{ev.text.split()[0].upper()} packets are not supported"))
+        elif ev.kind == "packet":
+            p = ev.packet
+            for o in p.options or ():
+                if o.kind not in ("nop", "eol", "mss", "wscale", "sackOK", "sack", "TS"):
+                    out.append((ev.line, f"{UNSUPPORTED_OPTIONS.get(o.kind, 'the TCP option ' + o.kind)} is not "
+                                         "supported"))
+            if p.ip:
+                out.append((ev.line, f"IP header marks ({', '.join(w for w, _ in p.ip)}) are not supported"))
+        elif ev.kind == "syscall":
+            sc = ev.syscall
+            if sc.name in UNSUPPORTED_SYSCALLS:
+                out.append((ev.line, f"{UNSUPPORTED_SYSCALLS[sc.name]} is not supported"))
+            elif sc.name not in SYSCALLS:
+                out.append((ev.line, f"the system call {sc.name} is not supported"))
+            for sym in _symbols_in(sc.args):
+                if sym in UNSUPPORTED_SYMBOLS:
+                    out.append((ev.line, f"{UNSUPPORTED_SYMBOLS[sym]} is not supported ({sym})"))
+                elif sym not in SYMBOLS and not sym.startswith(("msg_", "iov_", "fd", "events", "revents",
+                                                                "l_", "tcpi_")):
+                    out.append((ev.line, f"the name {sym} is not known"))
+        elif ev.kind == "code" and "tcpi_" not in ev.text and "SK_MEMINFO" not in ev.text:
+            pass
+    return out
+
+
+def _symbols_in(v):
+    if isinstance(v, Symbol):
+        yield v.name
+    elif isinstance(v, BitOr):
+        for p in v.parts:
+            yield from _symbols_in(p)
+    elif isinstance(v, list):
+        for p in v:
+            yield from _symbols_in(p)
+    elif isinstance(v, dict):
+        for p in v.get("__struct__", []):
+            yield from _symbols_in(p)
+    elif isinstance(v, Field):
+        yield from _symbols_in(v.value)
+
+
+def _int(v) -> int:
+    if isinstance(v, Symbol):
+        return SYMBOLS[v.name]
+    if isinstance(v, BitOr):
+        out = 0
+        for p in v.parts:
+            out |= _int(p)
+        return out
+    if isinstance(v, int):
+        return v
+    raise ConfigError(f"{v!r} is not a number")
+
+
+# -- struct tcp_info, as packetdrill names its fields -------------------------------------------
+
+TCP_INFO_FIELDS = [
+    ("tcpi_state", "B"), ("tcpi_ca_state", "B"), ("tcpi_retransmits", "B"), ("tcpi_probes", "B"),
+    ("tcpi_backoff", "B"), ("tcpi_options", "B"), ("_wscale", "B"), ("_flags", "B"),
+    ("tcpi_rto", "I"), ("tcpi_ato", "I"), ("tcpi_snd_mss", "I"), ("tcpi_rcv_mss", "I"), ("tcpi_unacked", "I"),
+    ("tcpi_sacked", "I"), ("tcpi_lost", "I"), ("tcpi_retrans", "I"), ("tcpi_fackets", "I"),
+    ("tcpi_last_data_sent", "I"), ("tcpi_last_ack_sent", "I"), ("tcpi_last_data_recv", "I"),
+    ("tcpi_last_ack_recv", "I"), ("tcpi_pmtu", "I"), ("tcpi_rcv_ssthresh", "I"), ("tcpi_rtt", "I"),
+    ("tcpi_rttvar", "I"), ("tcpi_snd_ssthresh", "I"), ("tcpi_snd_cwnd", "I"), ("tcpi_advmss", "I"),
+    ("tcpi_reordering", "I"), ("tcpi_rcv_rtt", "I"), ("tcpi_rcv_space", "I"), ("tcpi_total_retrans", "I"),
+    ("tcpi_pacing_rate", "Q"), ("tcpi_max_pacing_rate", "Q"), ("tcpi_bytes_acked", "Q"),
+    ("tcpi_bytes_received", "Q"), ("tcpi_segs_out", "I"), ("tcpi_segs_in", "I"), ("tcpi_notsent_bytes", "I"),
+    ("tcpi_min_rtt", "I"), ("tcpi_data_segs_in", "I"), ("tcpi_data_segs_out", "I"), ("tcpi_delivery_rate", "Q"),
+    ("tcpi_busy_time", "Q"), ("tcpi_rwnd_limited", "Q"), ("tcpi_sndbuf_limited", "Q"), ("tcpi_delivered", "I"),
+    ("tcpi_delivered_ce", "I"), ("tcpi_bytes_sent", "Q"), ("tcpi_bytes_retrans", "Q"), ("tcpi_dsack_dups", "I"),
+    ("tcpi_reord_seen", "I"), ("tcpi_rcv_ooopack", "I"), ("tcpi_snd_wnd", "I"), ("tcpi_rcv_wnd", "I"),
+    ("tcpi_rehash", "I"), ("tcpi_total_rto", "H"), ("tcpi_total_rto_recoveries", "H"), ("tcpi_total_rto_time", "I"),
+]
+_TCP_INFO = struct.Struct("=" + "".join(f for _, f in TCP_INFO_FIELDS))
+SK_MEMINFO = ("RMEM_ALLOC", "RCVBUF", "WMEM_ALLOC", "SNDBUF", "FWD_ALLOC", "WMEM_QUEUED", "OPTMEM", "BACKLOG",
+              "DROPS")
+
+
+def socket_state(fd: int) -> dict:
+    """The names a ``%{ }%`` block reads: ``tcpi_*`` (TCP_INFO, fields the kernel does not fill
+    are 0) and ``SK_MEMINFO_*`` (SO_MEMINFO)."""
+    buf = ctypes.create_string_buffer(_TCP_INFO.size)
+    n = ctypes.c_uint32(_TCP_INFO.size)
+    if _libc.getsockopt(fd, 6, 11, buf, ctypes.byref(n)) != 0:
+        raise OSError(ctypes.get_errno(), "getsockopt(TCP_INFO)")
+    values = dict(zip((k for k, _ in TCP_INFO_FIELDS), _TCP_INFO.unpack(buf.raw)))
+    values["tcpi_snd_wscale"], values["tcpi_rcv_wscale"] = values["_wscale"] & 0xF, values["_wscale"] >> 4
+    values["tcpi_delivery_rate_app_limited"] = values["_flags"] & 1
+    mem = (ctypes.c_uint32 * len(SK_MEMINFO))()
+    n = ctypes.c_uint32(ctypes.sizeof(mem))
+    if _libc.getsockopt(fd, 1, 55, mem, ctypes.byref(n)) == 0:
+        values.update({f"SK_MEMINFO_{k}": mem[i] for i, k in enumerate(SK_MEMINFO)})
+    return {k: v for k, v in values.items() if not k.startswith("_")}
+
+
+# -- the socket under test ----------------------------------------------------------------------
+
+@dataclass
+class Peer:
+    """What the peer knows of the connection: the script's and the kernel's ISNs, the live 4-tuple,
+    the TS vals it saw (script value -> the kernel's)."""
+    local_port: int | None = None
+    remote_port: int | None = None
+    script_local_isn: int | None = None
+    live_local_isn: int | None = None
+    remote_isn: int = 0
+    ts_vals: dict = field(default_factory=dict)
+    first_ts: tuple | None = None          # (script val, actual val)
+
+
+def render(frame: Frame, seg_seq: int | None = None, seg_ack: int | None = None, *, opts: bool = True) -> str:
+    """A frame in the script's notation (numbers as given)."""
+    from ..notation import letters
+    fl = letters(frame.flags).replace("none", "-")
+    seq = frame.seq if seg_seq is None else seg_seq
+    text = f"{fl} {seq}:{(seq + frame.length) % MOD}({frame.length})"
+    if "ACK" in frame.flags:
+        text += f" ack {frame.ack if seg_ack is None else seg_ack}"
+    text += f" win {frame.win}"
+    if opts and frame.options:
+        parts = []
+        for k, v in frame.options:
+            if k == "TS":
+                parts.append(f"TS val {v[0]} ecr {v[1]}")
+            elif k == "sack":
+                parts.append("sack " + " ".join(f"{a}:{b}" for a, b in v))
+            elif v is None:
+                parts.append(k)
+            else:
+                parts.append(f"{k} {v}")
+        text += " <" + ",".join(parts) + ">"
+    return text
+
+
+def render_line(p: SegmentLine) -> str:
+    text = f"{p.direction} {p.letters}"
+    if p.seq is not None:
+        text += f" {p.seq}:{p.end}({p.length})"
+    if p.ack is not None:
+        text += f" ack {p.ack}"
+    if p.win is not None:
+        text += f" win {p.win}"
+    if p.any_options:
+        text += " <...>"
+    elif p.options:
+        parts = []
+        for o in p.options:
+            if o.kind == "TS":
+                parts.append(f"TS val {o.value[0]} ecr {o.value[1]}" if o.value else "TS")
+            elif o.kind == "sack":
+                parts.append("sack " + " ".join(f"{a}:{b}" for a, b in o.value))
+            elif o.value is None:
+                parts.append(o.kind)
+            else:
+                parts.append(f"{o.kind} {o.value}")
+        text += " <" + ",".join(parts) + ">"
+    return text
+
+
+class Run:
+    """One script, one IP version, start to end."""
+
+    def __init__(self, script: Script, config: Config):
+        self.script, self.cfg = script, config
+        self.fds: dict[int, int] = {}          # script fd -> live fd
+        self.peer = Peer()
+        self.connecting: int | None = None     # live fd of a connect() whose SYN has not been seen
+        self.under_test: int | None = None     # live fd the %{ }% blocks read
+        self.exchange: list = []
+        self.sent_buffers: list = []           # alive for the whole run (zero-copy sends)
+        self.blocking: threading.Thread | None = None
+        self.blocking_error: BaseException | None = None
+        self.ns: Namespace | None = None
+        self.tun: Tun | None = None
+        self.start = 0.0
+        self.last: tuple[Event, float] | None = None   # the previous event and its script time
+        self._stop = threading.Event()
+        self.next_port = 40000 + os.getpid() % 20000
+
+    # -- the run -------------------------------------------------------------------------------
+    def execute(self) -> None:
+        fam = socket.AF_INET if self.cfg.ip_version == 4 else socket.AF_INET6
+        self.family = fam
+        self.ns = Namespace("pkt")
+        try:
+            prefix = prefix_of(self.cfg.netmask_ip) if self.cfg.ip_version == 4 else 48
+            self.tun = Tun(self.ns, family=self.cfg.ip_version, local_ip=self.cfg.local_ip, prefixlen=prefix,
+                           remote_ip=self.cfg.remote_ip, mtu=self.cfg.mtu)
+            for cmd in self.script.init_commands:
+                r = self._shell(cmd)
+                if r.returncode != 0:
+                    raise Failed(0, f"`{cmd.strip()}`", f"error executing init command: non-zero status "
+                                 f"{r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
+            self.start = time.monotonic()
+            for ev in self.script.events:
+                if time.monotonic() - self.start > self.cfg.timeout:
+                    raise Failed(ev.line, ev.source, f"the run took longer than {self.cfg.timeout:g} s")
+                self._event(ev)
+            self._await_blocking(final=True)
+            if self.script.cleanup_command:
+                r = self._shell(self.script.cleanup_command)
+                if r.returncode != 0:
+                    raise Failed(0, f"`{self.script.cleanup_command.strip()}`",
+                                 f"error executing cleanup command: non-zero status {r.returncode}")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        for fd in set(self.fds.values()) | ({self.connecting} - {None}):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds.clear()
+        if self.blocking is not None:
+            self.blocking.join(2)
+        if self.tun is not None:
+            self.tun.close()
+        if self.ns is not None:
+            self.ns.close()
+        # the kernel's helper set_sysctls.py writes its restore script under PACKETDRILL_PID
+        for leftover in Path("/tmp").glob(f"sysctl_restore_{os.getpid()}.sh"):
+            leftover.unlink(missing_ok=True)
+
+    def _shell(self, cmd: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PACKETDRILL_PID": str(os.getpid()),
+               "PATH": os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin",
+               **{k: str(v) for k, v in self.cfg.defines.items()}}
+        cwd = self.script.path.parent if self.script.path else None
+        return self.ns.run(subprocess.run, ["/bin/sh", "-c", cmd], cwd=cwd, env=env, capture_output=True,
+                           text=True, timeout=60)
+
+    # -- time ----------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return time.monotonic() - self.start
+
+    def _resolve(self, ev: Event) -> tuple[float, float | None]:
+        """The event's script time and end (range end or a blocking call's return), as
+        packetdrill's adjust_relative_event_times makes them."""
+        t = ev.time
+        if t.kind == "abs":
+            return t.start, t.end
+        inbound = ev.kind == "packet" and ev.packet.direction == "<"
+        last = self.last
+        if last and inbound and last[0].kind == "packet" and last[0].packet.direction == "<":
+            offset = last[1]
+        else:
+            offset = self._now()
+        if t.kind == "any":
+            return offset, None
+        return t.start + offset, (t.end + offset) if t.end is not None else None
+
+    def _tolerance(self, at: float) -> float:
+        tol = self.cfg.tolerance_usecs / 1e6
+        if self.last is not None:
+            tol = max(tol, self.cfg.tolerance_percent / 100 * (at - self.last[1]))
+        return tol
+
+    def _check_time(self, ev: Event, what: str, expected: float, end: float | None, actual: float,
+                    tol: float | None = None) -> None:
+        if ev.time.kind == "any":
+            return
+        tol = self._tolerance(expected) if tol is None else tol
+        hi = end if (end is not None and ev.time.range) else expected
+        if not (expected - tol <= actual <= hi + tol):
+            want = f"{expected:.6f}~{hi:.6f} s" if hi != expected else f"{expected:.6f} s"
+            raise Failed(ev.line, ev.source, f"timing error: expected {what} at {want} but happened at "
+                         f"{actual:.6f} s; tolerance {tol:.6f} s")
+
+    def _wait_until(self, at: float) -> None:
+        delay = at - self._now()
+        if delay > 0:
+            self._stop.wait(delay)     # the script's own timer: this instant is what it asks for
+
+    # -- events --------------------------------------------------------------------------------
+    def _event(self, ev: Event) -> None:
+        at, end = self._resolve(ev)
+        if ev.kind == "packet" and ev.packet.direction == ">":
+            self._outbound(ev, at, end)
+        else:
+            self._wait_until(at)
+            if ev.kind == "packet":
+                self._inbound(ev, at)
+            elif ev.kind == "syscall":
+                self._syscall(ev, at, end)
+            elif ev.kind == "command":
+                r = self._shell(ev.text)
+                if r.returncode != 0:
+                    raise Failed(ev.line, ev.source, f"non-zero status {r.returncode} from the command"
+                                 + (f": {(r.stderr or r.stdout).strip()[-300:]}" if (r.stderr or r.stdout).strip()
+                                    else ""))
+            elif ev.kind == "code":
+                self._code(ev)
+        self.last = (ev, at)
+
+    def _code(self, ev: Event) -> None:
+        fd = self.under_test
+        if fd is None:
+            raise Failed(ev.line, ev.source, "a %{ }% block needs a socket under test (connected or accepted)")
+        names = socket_state(fd)
+        try:
+            import textwrap
+            code = textwrap.dedent(ev.text.replace("\\\n", " ")).strip()
+            exec(compile(code, f"line {ev.line}", "exec"), {"__builtins__": __builtins__, **names})
+        except AssertionError as exc:
+            raise Failed(ev.line, ev.source, f"assertion failed: {exc}" if str(exc) else "assertion failed")
+        except Exception as exc:
+            raise Failed(ev.line, ev.source, f"the Python block raised {type(exc).__name__}: {exc}")
+
+    # -- packets -------------------------------------------------------------------------------
+    def _local_offset(self) -> int:
+        p = self.peer
+        if p.live_local_isn is None or p.script_local_isn is None:
+            return 0
+        return (p.live_local_isn - p.script_local_isn) % MOD
+
+    def _inbound(self, ev: Event, at: float) -> None:
+        p = ev.packet
+        if p.seq is None:
+            raise Failed(ev.line, ev.source, "an injected segment needs seq:end(len)")
+        if p.win is None:
+            raise Failed(ev.line, ev.source, "an injected segment needs its window: win N")
+        peer = self.peer
+        if p.flags == {"SYN"}:                 # a new connection from the peer
+            peer.remote_isn = p.seq
+            peer.remote_port = self.next_port
+            self.next_port += 1
+            peer.local_port = self.cfg.bind_port
+            peer.script_local_isn = peer.live_local_isn = None
+            peer.ts_vals, peer.first_ts = {}, None
+        if peer.remote_port is None:
+            raise Failed(ev.line, ev.source, "a segment injected before any connection (no SYN, no connect())")
+        off = self._local_offset()
+        ack = (p.ack + off) % MOD if (p.ack is not None and "ACK" in p.flags) else 0
+        options = []
+        for o in p.options or ():
+            if o.kind == "TS":
+                val, ecr = o.value
+                if "ACK" in p.flags:
+                    if ecr in peer.ts_vals:
+                        ecr = peer.ts_vals[ecr]
+                    else:
+                        raise Failed(ev.line, ev.source, f"unable to infer live TS ecr for script TS ecr {ecr}; "
+                                     "no matching or preceding outbound TS val")
+                options.append(("TS", (val, ecr)))
+            elif o.kind == "sack":
+                options.append(("sack", tuple(((a + off) % MOD, (b + off) % MOD) for a, b in o.value)))
+            else:
+                options.append((o.kind, o.value))
+        frame = Frame(0.0, self.cfg.ip_version, self.cfg.remote_ip, self.cfg.local_ip, peer.remote_port,
+                      peer.local_port, p.seq, ack, p.flags, p.win, p.urg or 0, options, b"\0" * p.length)
+        self.tun.send(frame, gso_mss=self.cfg.mss)
+        frame.time = time.monotonic()
+        self.exchange.append((frame.time - self.start, "<", frame, ev.line))
+        self._check_time(ev, "inbound packet", at, None, self._now())
+
+    def _mine(self, f: Frame) -> bool:
+        peer = self.peer
+        if f.src != self.cfg.local_ip or f.dst != self.cfg.remote_ip:
+            return False
+        if self.connecting is not None and f.flags == {"SYN"} and f.dport == self.cfg.connect_port:
+            return True                        # the SYN of a connect(): its port is learned here
+        return f.sport == peer.local_port and f.dport == peer.remote_port
+
+    def _outbound(self, ev: Event, at: float, end: float | None) -> None:
+        p = ev.packet
+        deadline = self.start + max(at, end or at) + 2.0 if ev.time.kind != "any" else \
+            time.monotonic() + max(self.cfg.timeout - self._now(), 1)
+        frame = self._sniff(ev, deadline)
+        if p.length is not None and frame.length < p.length:
+            frame = self._aggregate(ev, frame, p.length, deadline)
+        peer = self.peer
+        if "SYN" in frame.flags:               # the kernel's ISN, and on connect() its port
+            if frame.flags == {"SYN"} and self.connecting is not None:
+                peer.local_port, peer.remote_port = frame.sport, frame.dport
+                peer.remote_isn, peer.ts_vals, peer.first_ts = 0, {}, None
+                self.under_test, self.connecting = self.connecting, None
+            peer.live_local_isn = frame.seq
+            peer.script_local_isn = p.seq if p.seq is not None else 0
+        off = self._local_offset()
+        seq = (frame.seq - off) % MOD
+        actual = render(frame, seq)
+        self.exchange.append((frame.time - self.start, ">", frame, ev.line))
+        diffs = []
+        for name, letter in (("FIN", "F"), ("SYN", "S"), ("RST", "R"), ("PSH", "P"), ("ACK", "."), ("URG", "U"),
+                             ("ECE", "E"), ("CWR", "W")):
+            if (name in p.flags) != (name in frame.flags):
+                diffs.append(f"flags: expected {p.letters!r}")
+                break
+        if p.seq is not None and seq != p.seq:
+            diffs.append(f"seq: expected {p.seq}, actual {seq}")
+        if p.seq is not None and frame.length != p.length:
+            diffs.append(f"length: expected {p.length}, actual {frame.length}")
+        want_ack = p.ack if p.ack is not None else 0
+        if "ACK" in frame.flags and "ACK" in p.flags and frame.ack != want_ack:
+            diffs.append(f"ack: expected {want_ack}, actual {frame.ack}")
+        if p.win is not None and frame.win != p.win:
+            diffs.append(f"win: expected {p.win}, actual {frame.win}")
+        if (p.urg or 0) != frame.urg:
+            diffs.append(f"urg: expected {p.urg or 0}, actual {frame.urg}")
+        if not p.any_options:
+            diffs += self._options(p, frame)
+        if frame.payload.strip(b"\0"):
+            diffs.append("the payload is not the bytes the script wrote")
+        if diffs:
+            raise Failed(ev.line, ev.source, "; ".join(diffs), render_line(p), f"> {actual}")
+        self._check_time(ev, "outbound packet", at, end, frame.time - self.start)
+
+    def _sniff(self, ev: Event, deadline: float) -> Frame:
+        while True:
+            frame = self.tun.receive(max(0.0, deadline - time.monotonic()))
+            if frame is None:
+                raise Failed(ev.line, ev.source, "timed out waiting for the kernel's packet",
+                             render_line(ev.packet), "(none within 2 s of its time)")
+            if self._mine(frame):
+                return frame
+
+    def _aggregate(self, ev: Event, first: Frame, expected: int, deadline: float) -> Frame:
+        """As packetdrill does: a script's segment larger than the kernel's is matched by the
+        kernel's consecutive segments (TSO autosizing may cut a burst where the script did not),
+        each the size of the one before but the last, contiguous, with the same headers."""
+        frames, total = [first], first.length
+        while total < expected:
+            nxt = self._sniff(ev, deadline)
+            prev = frames[-1]
+            same = (nxt.seq == (prev.seq + prev.length) % MOD and nxt.ack == prev.ack and nxt.win == prev.win
+                    and nxt.flags - {"FIN", "PSH", "CWR"} == prev.flags - {"FIN", "PSH", "CWR"})
+            if not same or (nxt.length < expected - total and nxt.length != prev.length):
+                raise Failed(ev.line, ev.source, f"the kernel's segment #{len(frames) + 1} does not continue the "
+                             f"one before it ({total} of {expected} bytes so far)", render_line(ev.packet),
+                             "> " + render((nxt)))
+            frames.append(nxt)
+            total += nxt.length
+        last = frames[-1]
+        return Frame(last.time, last.family, last.src, last.dst, last.sport, last.dport, first.seq, last.ack,
+                     (last.flags - {"CWR"}) | (first.flags & {"CWR"}), last.win, last.urg, last.options,
+                     b"".join(f.payload for f in frames), last.ttl, last.tos)
+
+    def _options(self, p: SegmentLine, frame: Frame) -> list[str]:
+        want = list(p.options or ())
+        got = frame.options
+        if [o.kind for o in want] != [k for k, _ in got]:
+            return [f"options: expected <{','.join(o.kind for o in want)}>, actual <{','.join(k for k, _ in got)}>"]
+        out = []
+        for o, (k, v) in zip(want, got):
+            if k == "TS":
+                if o.value is not None:
+                    script_val, live_val = o.value[0], v[0]
+                    self.peer.ts_vals[script_val] = live_val
+                    if self.peer.first_ts is None:
+                        self.peer.first_ts = (script_val, live_val)
+                    tick = self.cfg.tcp_ts_tick_usecs
+                    if tick:
+                        expected_live = self.peer.first_ts[1] + (script_val - self.peer.first_ts[0])
+                        if abs(((live_val - expected_live + (1 << 31)) % MOD) - (1 << 31)) * tick > \
+                                self.cfg.tolerance_usecs:
+                            out.append(f"bad outbound TCP timestamp value {live_val} (script {script_val})")
+            elif k == "sack":
+                if o.value != tuple(tuple(x for x in b) for b in v):
+                    out.append(f"sack: expected {o.value}, actual {v}")
+            elif o.value is not None and v != o.value:
+                out.append(f"{k}: expected {o.value}, actual {v}")
+        return out
+
+    # -- system calls --------------------------------------------------------------------------
+    def _syscall(self, ev: Event, at: float, end: float | None) -> None:
+        if ev.time.blocking:
+            self._await_blocking()
+            self.blocking_error = None
+            self.blocking = threading.Thread(target=self._blocking_call, args=(ev, at, end), daemon=True,
+                                             name="tcplab-pkt-syscall")
+            self.blocking.start()
+            return
+        self._await_blocking()
+        self._check_time(ev, "system call start", at, None, self._now())
+        self._call(ev)
+
+    def _await_blocking(self, final: bool = False) -> None:
+        t = self.blocking
+        if t is None:
+            return
+        t.join(None if final else 1.0)     # packetdrill waits a second for the previous call
+        if t.is_alive():
+            if final:
+                return
+            return
+        self.blocking = None
+        if self.blocking_error is not None:
+            err, self.blocking_error = self.blocking_error, None
+            raise err
+
+    def _blocking_call(self, ev: Event, at: float, end: float | None) -> None:
+        try:
+            self._call(ev)
+            tol = self.cfg.tolerance_usecs / 1e6
+            tol = max(tol, self.cfg.tolerance_percent / 100 * ((end or at) - at))
+            self._check_time(ev, "system call return", end if end is not None else at, None, self._now(), tol)
+        except BaseException as exc:
+            self.blocking_error = exc
+
+    def _live_fd(self, ev: Event, v) -> int:
+        fd = _int(v)
+        if fd not in self.fds:
+            return -1 - fd if fd >= 0 else fd      # a script's bad fd stays bad (EBADF from the kernel)
+        return self.fds[fd]
+
+    def _sockaddr(self, ip: str, port: int):
+        if self.family == socket.AF_INET:
+            raw = struct.pack("=HH4s8x", socket.AF_INET, socket.htons(port), socket.inet_pton(socket.AF_INET, ip))
+        else:
+            raw = struct.pack("=HHI16sI", socket.AF_INET6, socket.htons(port), 0,
+                              socket.inet_pton(socket.AF_INET6, ip), 0)
+        return ctypes.create_string_buffer(raw, len(raw)), len(raw)
+
+    def _buffer(self, v, length: int):
+        if v is NULL:
+            return None
+        return ctypes.create_string_buffer(max(length, 1))
+
+    def _call(self, ev: Event) -> None:
+        sc = ev.syscall
+        a = sc.args
+        name = sc.name
+        ctypes.set_errno(0)
+        libc = _libc
+        if name == "socket":
+            domain = self.family if a[0] is ELLIPSIS else _int(a[0])
+            r = self.ns.run(libc.socket, domain, _int(a[1]), _int(a[2]))
+            err = ctypes.get_errno() if r < 0 else 0
+            self._result(ev, r, err, fd_result=True)
+            return
+        fd = self._live_fd(ev, a[0]) if a else -1
+        if name == "bind":
+            addr, n = self._sockaddr(self.cfg.local_ip, self.cfg.bind_port)
+            r = libc.bind(fd, addr, n)
+        elif name == "listen":
+            r = libc.listen(fd, _int(a[1]))
+        elif name == "accept":
+            r = libc.accept(fd, None, None)
+            if r >= 0:
+                self.under_test = r
+            self._result(ev, r, ctypes.get_errno() if r < 0 else 0, fd_result=True)
+            return
+        elif name == "connect":
+            addr, n = self._sockaddr(self.cfg.remote_ip, self.cfg.connect_port)
+            self.connecting = fd
+            self.peer.remote_port = None
+            r = libc.connect(fd, addr, n)
+        elif name in ("write", "read"):
+            n = _int(a[2])
+            buf = self._buffer(a[1], n)
+            r = (libc.write if name == "write" else libc.read)(fd, buf, ctypes.c_size_t(n))
+        elif name in ("send", "recv"):
+            n = _int(a[2])
+            buf = self._buffer(a[1], n)
+            r = (libc.send if name == "send" else libc.recv)(fd, buf, ctypes.c_size_t(n), _int(a[3]))
+        elif name in ("sendto", "recvfrom"):
+            n = _int(a[2])
+            buf = self._buffer(a[1], n)
+            if name == "sendto":
+                r = libc.sendto(fd, buf, ctypes.c_size_t(n), _int(a[3]), None, 0)
+            else:
+                r = libc.recvfrom(fd, buf, ctypes.c_size_t(n), _int(a[3]), None, None)
+        elif name in ("sendmsg", "writev", "readv"):
+            r = self._msg(ev, fd)
+        elif name == "close":
+            r = libc.close(fd)
+            if r == 0:
+                self.fds.pop(_int(a[0]), None)
+        elif name == "shutdown":
+            r = libc.shutdown(fd, _int(a[1]))
+        elif name == "setsockopt":
+            value = a[3]
+            if isinstance(value, list) and len(value) == 1:
+                raw = struct.pack("=i", _int(value[0]))
+            elif isinstance(value, dict):
+                fields = {f.name: f.value for f in value["__struct__"] if isinstance(f, Field)}
+                if "l_onoff" in fields:
+                    raw = struct.pack("=ii", _int(fields["l_onoff"]), _int(fields["l_linger"]))
+                else:
+                    raise Refused(ev.line, f"setsockopt with {sorted(fields)} is not supported")
+            elif isinstance(value, str):
+                raw = value.encode() + b"\0"
+            else:
+                raise Refused(ev.line, f"setsockopt's value {value!r} is not supported")
+            buf = ctypes.create_string_buffer(raw, len(raw))
+            r = libc.setsockopt(fd, _int(a[1]), _int(a[2]), buf, ctypes.c_uint32(_int(a[4]) if a[4] is not
+                                                                                      ELLIPSIS else len(raw)))
+        elif name == "getsockopt":
+            want = a[3]
+            buf = ctypes.create_string_buffer(64)
+            n = ctypes.c_uint32(4)
+            r = libc.getsockopt(fd, _int(a[1]), _int(a[2]), buf, ctypes.byref(n))
+            if r == 0 and isinstance(want, list) and len(want) == 1 and want[0] is not ELLIPSIS:
+                got = struct.unpack_from("=i", buf.raw)[0]
+                if got != _int(want[0]):
+                    raise Failed(ev.line, ev.source, f"getsockopt's value: expected {_int(want[0])}, actual {got}")
+        elif name == "fcntl":
+            r = libc.fcntl(fd, _int(a[1]), *([ctypes.c_long(_int(a[2]))] if len(a) > 2 else []))
+        elif name == "ioctl":
+            val = ctypes.c_int(0)
+            r = libc.ioctl(fd, ctypes.c_ulong(_int(a[1])), ctypes.byref(val))
+            if r == 0 and isinstance(a[2], list) and a[2] and a[2][0] is not ELLIPSIS and val.value != _int(a[2][0]):
+                raise Failed(ev.line, ev.source, f"ioctl's value: expected {_int(a[2][0])}, actual {val.value}")
+        elif name == "poll":
+            r = self._poll(ev)
+        else:
+            raise Refused(ev.line, f"the system call {name} is not supported")
+        self._result(ev, r, ctypes.get_errno() if r < 0 else 0)
+
+    def _msg(self, ev: Event, fd: int) -> int:
+        sc = ev.syscall
+        a = sc.args
+        if sc.name in ("writev", "readv"):
+            iovs, flags, msg_flags = a[1], 0, 0
+        else:
+            fields = {f.name: f for f in a[1]["__struct__"] if isinstance(f, Field)}
+            iovs = fields["msg_iov"].value if "msg_iov" in fields else []
+            msg_flags = _int(fields["msg_flags"].value) if "msg_flags" in fields else 0
+            flags = _int(a[2])
+        lengths = []
+        for iov in iovs:
+            items = iov["__struct__"] if isinstance(iov, dict) else iov
+            base, length = items[0], items[-1]
+            if isinstance(length, Field):
+                length = length.value
+            lengths.append(_int(length))
+
+        class IOVec(ctypes.Structure):
+            _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+        class MsgHdr(ctypes.Structure):
+            _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(IOVec)),
+                        ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                        ("flags", ctypes.c_int)]
+        bufs = [ctypes.create_string_buffer(max(n, 1)) for n in lengths]
+        self.sent_buffers.extend(bufs)     # MSG_ZEROCOPY: the kernel may read them after the call
+        arr = (IOVec * max(len(lengths), 1))(*[IOVec(ctypes.cast(b, ctypes.c_void_p), n)
+                                                for b, n in zip(bufs, lengths)])
+        if sc.name == "writev":
+            return _libc.writev(fd, arr, len(lengths))
+        if sc.name == "readv":
+            return _libc.readv(fd, arr, len(lengths))
+        msg = MsgHdr(None, 0, arr if lengths else None, len(lengths), None, 0, msg_flags)
+        return _libc.sendmsg(fd, ctypes.byref(msg), flags)
+
+    def _poll(self, ev: Event) -> int:
+        a = ev.syscall.args
+
+        class PollFd(ctypes.Structure):
+            _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
+        specs = []
+        for item in a[0]:
+            fields = {f.name: f.value for f in item["__struct__"] if isinstance(f, Field)}
+            specs.append(fields)
+        arr = (PollFd * len(specs))(*[PollFd(self._live_fd(ev, s["fd"]), _int(s["events"]), 0) for s in specs])
+        r = _libc.poll(arr, len(specs), _int(a[2]))
+        if r >= 0:
+            for s, got in zip(specs, arr):
+                if "revents" in s and got.revents != _int(s["revents"]):
+                    raise Failed(ev.line, ev.source, f"poll's revents: expected {_int(s['revents'])}, "
+                                 f"actual {got.revents}")
+        return r
+
+    def _result(self, ev: Event, r: int, err: int, *, fd_result: bool = False) -> None:
+        sc = ev.syscall
+        want = sc.result
+        if fd_result and want >= 0 and r >= 0:
+            self.fds[want] = r
+            return
+        if r != want:
+            got = f"{r}" + (f" {ERRNO_NAMES.get(err, err)} ({os.strerror(err)})" if r < 0 else "")
+            exp = f"{want}" + (f" {sc.errno}" if sc.errno else "")
+            raise Failed(ev.line, ev.source, f"{sc.name}() returned {got}, expected {exp}")
+        if r < 0 and sc.errno and ERRNO_NAMES.get(err) != sc.errno and not (
+                sc.errno in errno_mod.errorcode.values() and getattr(errno_mod, sc.errno, None) == err):
+            raise Failed(ev.line, ev.source, f"{sc.name}() failed with {ERRNO_NAMES.get(err, err)} "
+                         f"({os.strerror(err)}), expected {sc.errno}")
+
+
+def run_script(path: Path, config: Config, *, text: str | None = None) -> Outcome:
+    """Run one script in one IP version: pass, fail (with the line and what differed) or refused."""
+    t0 = time.monotonic()
+    path = Path(path)
+    try:
+        script = parse_script(text if text is not None else path.read_text(), path)
+    except ConfigError as exc:
+        return Outcome(path, config.ip_version, "refused", time.monotonic() - t0, str(exc))
+    cfg = _configured(script, config)
+    refused = refusals(script)
+    if refused:
+        line, what = refused[0]
+        return Outcome(path, cfg.ip_version, "refused", time.monotonic() - t0,
+                       f"line {line}: {what}" if line else what, line)
+    run = Run(script, cfg)
+    try:
+        run.execute()
+    except Failed as exc:
+        return Outcome(path, cfg.ip_version, "fail", time.monotonic() - t0, str(exc), exc.line, run.exchange)
+    except Refused as exc:
+        return Outcome(path, cfg.ip_version, "refused", time.monotonic() - t0, str(exc), exc.line)
+    return Outcome(path, cfg.ip_version, "pass", time.monotonic() - t0, "", 0, run.exchange)
+
+
+def _configured(script: Script, config: Config) -> Config:
+    cfg = Config(**{**config.__dict__, "defines": dict(config.defines)})
+    for key, value in script.options.items():
+        if key in ("tolerance_usecs", "mss", "tcp_ts_tick_usecs", "bind_port", "connect_port", "mtu"):
+            setattr(cfg, key, int(value))
+        elif key == "tolerance_percent":
+            cfg.tolerance_percent = float(value)
+        elif key == "ip_version":
+            cfg.ip_version = 6 if value == "ipv6" else 4
+    return cfg.filled()
+
+
+def script_ip_versions(path: Path) -> list[int]:
+    """The IP versions the kernel's runner runs a script in: the one its ``--ip_version`` line
+    names, else both."""
+    text = Path(path).read_text()
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("--ip_version="):
+            return [6 if s.split("=", 1)[1].strip() == "ipv6" else 4]
+    return [4, 6]
