@@ -21,6 +21,7 @@ COMMANDS = {
     "analyze": ("analyze", "Wireshark's TCP analysis counts per connection of a pcap (retransmissions, dup ACKs...)"),
     "states": ("states", "draw RFC 9293's state diagram coloured by what the labs observed (docs/states.*)"),
     "grade": ("grade", "grade submissions of an assignment: results.json per student, grades.csv"),
+    "pkt": ("pkt", "run packetdrill scripts with tcplab's scripted peer (a drop-in for packetdrill; a folder, -n N)"),
     "bundle": ("bundle", "build a Gradescope autograder zip (setup.sh + run_autograder) for an assignment"),
 }
 

@@ -359,6 +359,9 @@ class Run:
         self.last: tuple[Event, float] | None = None   # the previous event and its script time
         self._stop = threading.Event()
         self.next_port = 40000 + os.getpid() % 20000
+        # nstat keeps its history in a file (by default /tmp/.nstat.uUID, shared by every run of
+        # the machine): each run has its own, removed with it
+        self.nstat_history = Path(f"/tmp/tcplab-pkt-nstat-{os.getpid()}-{id(self)}")
 
     # -- the run -------------------------------------------------------------------------------
     def execute(self) -> None:
@@ -391,6 +394,7 @@ class Run:
     def close(self) -> None:
         self._stop.set()
         for fd in set(self.fds.values()) | ({self.connecting} - {None}):
+            _libc.shutdown(fd, 2)          # wakes a call still blocked on it (close() would not)
             try:
                 os.close(fd)
             except OSError:
@@ -405,9 +409,10 @@ class Run:
         # the kernel's helper set_sysctls.py writes its restore script under PACKETDRILL_PID
         for leftover in Path("/tmp").glob(f"sysctl_restore_{os.getpid()}.sh"):
             leftover.unlink(missing_ok=True)
+        self.nstat_history.unlink(missing_ok=True)
 
     def _shell(self, cmd: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PACKETDRILL_PID": str(os.getpid()),
+        env = {**os.environ, "PACKETDRILL_PID": str(os.getpid()), "NSTAT_HISTORY": str(self.nstat_history),
                "PATH": os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin",
                **{k: str(v) for k, v in self.cfg.defines.items()}}
         cwd = self.script.path.parent if self.script.path else None
@@ -651,6 +656,7 @@ class Run:
         if ev.time.blocking:
             self._await_blocking()
             self.blocking_error = None
+            self.blocking_event = ev
             self.blocking = threading.Thread(target=self._blocking_call, args=(ev, at, end), daemon=True,
                                              name="tcplab-pkt-syscall")
             self.blocking.start()
@@ -663,11 +669,19 @@ class Run:
         t = self.blocking
         if t is None:
             return
-        t.join(None if final else 1.0)     # packetdrill waits a second for the previous call
+        t.join(1.0)                        # packetdrill waits a second for the previous call
         if t.is_alive():
-            if final:
+            if not final:
                 return
-            return
+            # packetdrill resets its connections at the end, which ends a call still blocked with
+            # what it had done so far (a write's partial count): that result is then checked
+            for fd in set(self.fds.values()):
+                _libc.shutdown(fd, 2)
+            t.join(2.0)
+            if t.is_alive() or self.blocking_error is None:
+                ev = self.blocking_event
+                raise Failed(ev.line, ev.source, "runtime error: exiting while a blocking system call is in "
+                             "progress")
         self.blocking = None
         if self.blocking_error is not None:
             err, self.blocking_error = self.blocking_error, None
@@ -725,10 +739,12 @@ class Run:
                 self.under_test = r
             self._result(ev, r, ctypes.get_errno() if r < 0 else 0, fd_result=True)
             return
+        elif name == "connect" and isinstance(a[1], Symbol) and a[1].name == "AF_UNSPEC":
+            raw = struct.pack("=H14x", socket.AF_UNSPEC)       # disconnect (tcp_disconnect)
+            r = libc.connect(fd, ctypes.create_string_buffer(raw, len(raw)), len(raw))
         elif name == "connect":
             addr, n = self._sockaddr(self.cfg.remote_ip, self.cfg.connect_port)
             self.connecting = fd
-            self.peer.remote_port = None
             r = libc.connect(fd, addr, n)
         elif name in ("write", "read"):
             n = _int(a[2])
@@ -907,3 +923,50 @@ def script_ip_versions(path: Path) -> list[int]:
         if s.startswith("--ip_version="):
             return [6 if s.split("=", 1)[1].strip() == "ipv6" else 4]
     return [4, 6]
+
+
+#: what the kernel's ksft_runner.sh defines for each IP version (its Fast Open cookies, its names
+#: for the error queue's control messages)
+KSFT_DEFINES = {
+    4: {"TFO_COOKIE": "3021b9d889017eeb", "TFO_COOKIE_ZERO": "b7c12350a90dc8f5", "CMSG_LEVEL_IP": "SOL_IP",
+        "CMSG_TYPE_RECVERR": "IP_RECVERR"},
+    6: {"TFO_COOKIE": "c1d1e9742a47a9bc", "TFO_COOKIE_ZERO": "82af1a8f9a205c34", "CMSG_LEVEL_IP": "SOL_IPV6",
+        "CMSG_TYPE_RECVERR": "IPV6_RECVERR"},
+}
+
+
+def runs_of(paths: list[Path], versions: list[int] | None = None) -> list[tuple[Path, int]]:
+    """(script, IP version) for every script under ``paths`` (files, or folders of *.pkt), in
+    the versions given, else in those the kernel's runner would run it."""
+    scripts: list[Path] = []
+    for p in map(Path, paths):
+        scripts += sorted(p.glob("*.pkt")) if p.is_dir() else [p]
+    out = []
+    for s in scripts:
+        named = script_ip_versions(s)
+        for v in (versions or named):
+            if v in named:
+                out.append((s, v))
+    return out
+
+
+def _run_one(args: tuple) -> Outcome:
+    path, config = args
+    return run_script(path, config)
+
+
+def run_many(runs: list[tuple[Path, Config]], workers: int = 1):
+    """Each (script, config), over ``workers`` processes; yields each Outcome as it ends.  The
+    processes are forked from this one, which has arranged where labs run (a user namespace
+    rootless) and started no thread yet."""
+    if workers <= 1 or len(runs) <= 1:
+        for r in runs:
+            yield _run_one(r)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_run_one, r) for r in runs]
+        for f in as_completed(futures):
+            yield f.result()
