@@ -50,6 +50,20 @@ def _sack_blocks(seg, isn):
     return list(zip(edges[::2], edges[1::2]))
 
 
+def _window_before(conn, t):
+    """What the server's window allowed just before ``t`` (for a failure's message)."""
+    syn = next(x for x in conn if x.flags == {"SYN", "ACK"})
+    shift = dict(syn.options).get("WScale", 0)
+    acks = [x for x in conn if conn.side(x) == "server" and x.time < t]
+    if not acks:
+        return ""
+    last = acks[-1]
+    sent = [x for x in conn if conn.side(x) == "client" and x.length and x.time < t]
+    mss = max((x.length for x in sent), default=1)
+    return (f"the server's last window before that flight: {last.win << shift} bytes ({(last.win << shift) // mss} "
+            f"segments of {mss} bytes), acknowledging {conn.rel_ack(last)}")
+
+
 def _data(conn, side):
     return [s for s in conn if conn.side(s) == side and s.length]
 
@@ -412,7 +426,8 @@ def test_slow_start_doubles_the_flight_every_round_trip(hosts, family):
     rtt = synack.time - conn.segments[0].time
     flights = _flights(_data(conn, "client"), rtt)
     sizes = [len(f) for f in flights]
-    assert sizes[:4] == [10, 20, 40, 80], f"flights of {sizes[:8]} segments, one round trip apart\n"
+    assert sizes[:4] == [10, 20, 40, 80], f"flights of {sizes[:8]} segments, one round trip apart\n" \
+        + _window_before(conn, flights[3][0].time)
     starts = [f[0].time for f in flights[:4]]
     rtts = [b - a for a, b in zip(starts, starts[1:])]
     assert all(0.035 <= r for r in rtts), f"flights {[round(r * 1000, 1) for r in rtts]} ms apart, not a round trip"

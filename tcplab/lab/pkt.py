@@ -348,6 +348,7 @@ class Run:
         self.fds: dict[int, int] = {}          # script fd -> live fd
         self.peer = Peer()
         self.connecting: int | None = None     # live fd of a connect() whose SYN has not been seen
+        self.listening = False                 # a listen() since the last connection began: a SYN opens one
         self.under_test: int | None = None     # live fd the %{ }% blocks read
         self.exchange: list = []
         self.sent_buffers: list = []           # alive for the whole run (zero-copy sends)
@@ -377,9 +378,9 @@ class Run:
                 if r.returncode != 0:
                     raise Failed(0, f"`{cmd.strip()}`", f"error executing init command: non-zero status "
                                  f"{r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
-            self.start = time.monotonic()
+            self.start = time.time()
             for ev in self.script.events:
-                if time.monotonic() - self.start > self.cfg.timeout:
+                if self._now() > self.cfg.timeout:
                     raise Failed(ev.line, ev.source, f"the run took longer than {self.cfg.timeout:g} s")
                 self._event(ev)
             self._await_blocking(final=True)
@@ -420,8 +421,9 @@ class Run:
                            text=True, timeout=60)
 
     # -- time ----------------------------------------------------------------------------------
+    # The run's clock is the realtime clock, the one the kernel stamps the sniffed frames with.
     def _now(self) -> float:
-        return time.monotonic() - self.start
+        return time.time() - self.start
 
     def _resolve(self, ev: Event) -> tuple[float, float | None]:
         """The event's script time and end (range end or a blocking call's return), as
@@ -497,11 +499,16 @@ class Run:
             raise Failed(ev.line, ev.source, f"the Python block raised {type(exc).__name__}: {exc}")
 
     # -- packets -------------------------------------------------------------------------------
-    def _local_offset(self) -> int:
+    # packetdrill's numbering (socket.h): a SYN's numbers are as written; every other segment's
+    # count from the ISN of the side that sends them (tcpdump's relative numbers), the peer's ISN
+    # being the one its SYN (or SYN-ACK) was written with.
+    def _local_offset(self, syn: bool) -> int:
         p = self.peer
-        if p.live_local_isn is None or p.script_local_isn is None:
-            return 0
-        return (p.live_local_isn - p.script_local_isn) % MOD
+        live, script = p.live_local_isn or 0, p.script_local_isn or 0
+        return (live - script) % MOD if syn else live
+
+    def _remote_offset(self, syn: bool) -> int:
+        return 0 if syn else self.peer.remote_isn
 
     def _inbound(self, ev: Event, at: float) -> None:
         p = ev.packet
@@ -510,7 +517,8 @@ class Run:
         if p.win is None:
             raise Failed(ev.line, ev.source, "an injected segment needs its window: win N")
         peer = self.peer
-        if p.flags == {"SYN"}:                 # a new connection from the peer
+        if p.flags == {"SYN"} and self.listening:   # a new connection to the listener (packetdrill's rule)
+            self.listening = False
             peer.remote_isn = p.seq
             peer.remote_port = self.next_port
             self.next_port += 1
@@ -519,7 +527,11 @@ class Run:
             peer.ts_vals, peer.first_ts = {}, None
         if peer.remote_port is None:
             raise Failed(ev.line, ev.source, "a segment injected before any connection (no SYN, no connect())")
-        off = self._local_offset()
+        syn = "SYN" in p.flags
+        if syn and "ACK" in p.flags:           # the peer's SYN-ACK to our connect(): its ISN
+            peer.remote_isn = p.seq
+        off = self._local_offset(syn)
+        seq = (p.seq + self._remote_offset(syn)) % MOD
         ack = (p.ack + off) % MOD if (p.ack is not None and "ACK" in p.flags) else 0
         options = []
         for o in p.options or ():
@@ -537,9 +549,9 @@ class Run:
             else:
                 options.append((o.kind, o.value))
         frame = Frame(0.0, self.cfg.ip_version, self.cfg.remote_ip, self.cfg.local_ip, peer.remote_port,
-                      peer.local_port, p.seq, ack, p.flags, p.win, p.urg or 0, options, b"\0" * p.length)
+                      peer.local_port, seq, ack, p.flags, p.win, p.urg or 0, options, b"\0" * p.length)
         self.tun.send(frame, gso_mss=self.cfg.mss)
-        frame.time = time.monotonic()
+        frame.time = time.time()
         self.exchange.append((frame.time - self.start, "<", frame, ev.line))
         self._check_time(ev, "inbound packet", at, None, self._now())
 
@@ -554,7 +566,7 @@ class Run:
     def _outbound(self, ev: Event, at: float, end: float | None) -> None:
         p = ev.packet
         deadline = self.start + max(at, end or at) + 2.0 if ev.time.kind != "any" else \
-            time.monotonic() + max(self.cfg.timeout - self._now(), 1)
+            time.time() + max(self.cfg.timeout - self._now(), 1)
         frame = self._sniff(ev, deadline)
         if p.length is not None and frame.length < p.length:
             frame = self._aggregate(ev, frame, p.length, deadline)
@@ -566,9 +578,10 @@ class Run:
                 self.under_test, self.connecting = self.connecting, None
             peer.live_local_isn = frame.seq
             peer.script_local_isn = p.seq if p.seq is not None else 0
-        off = self._local_offset()
-        seq = (frame.seq - off) % MOD
-        actual = render(frame, seq)
+        syn = "SYN" in frame.flags
+        seq = (frame.seq - self._local_offset(syn)) % MOD
+        ack = (frame.ack - self._remote_offset(syn)) % MOD
+        actual = render(frame, seq, ack)
         self.exchange.append((frame.time - self.start, ">", frame, ev.line))
         diffs = []
         for name, letter in (("FIN", "F"), ("SYN", "S"), ("RST", "R"), ("PSH", "P"), ("ACK", "."), ("URG", "U"),
@@ -581,8 +594,8 @@ class Run:
         if p.seq is not None and frame.length != p.length:
             diffs.append(f"length: expected {p.length}, actual {frame.length}")
         want_ack = p.ack if p.ack is not None else 0
-        if "ACK" in frame.flags and "ACK" in p.flags and frame.ack != want_ack:
-            diffs.append(f"ack: expected {want_ack}, actual {frame.ack}")
+        if "ACK" in frame.flags and "ACK" in p.flags and ack != want_ack:
+            diffs.append(f"ack: expected {want_ack}, actual {ack}")
         if p.win is not None and frame.win != p.win:
             diffs.append(f"win: expected {p.win}, actual {frame.win}")
         if (p.urg or 0) != frame.urg:
@@ -597,7 +610,7 @@ class Run:
 
     def _sniff(self, ev: Event, deadline: float) -> Frame:
         while True:
-            frame = self.tun.receive(max(0.0, deadline - time.monotonic()))
+            frame = self.tun.receive(max(0.0, deadline - time.time()))
             if frame is None:
                 raise Failed(ev.line, ev.source, "timed out waiting for the kernel's packet",
                              render_line(ev.packet), "(none within 2 s of its time)")
@@ -645,8 +658,10 @@ class Run:
                                 self.cfg.tolerance_usecs:
                             out.append(f"bad outbound TCP timestamp value {live_val} (script {script_val})")
             elif k == "sack":
-                if o.value != tuple(tuple(x for x in b) for b in v):
-                    out.append(f"sack: expected {o.value}, actual {v}")
+                off = self._remote_offset(False)
+                got_blocks = tuple(((a - off) % MOD, (b - off) % MOD) for a, b in v)
+                if o.value != got_blocks:
+                    out.append(f"sack: expected {o.value}, actual {got_blocks}")
             elif o.value is not None and v != o.value:
                 out.append(f"{k}: expected {o.value}, actual {v}")
         return out
@@ -733,6 +748,7 @@ class Run:
             r = libc.bind(fd, addr, n)
         elif name == "listen":
             r = libc.listen(fd, _int(a[1]))
+            self.listening = r == 0
         elif name == "accept":
             r = libc.accept(fd, None, None)
             if r >= 0:
@@ -970,3 +986,46 @@ def run_many(runs: list[tuple[Path, Config]], workers: int = 1):
         futures = [pool.submit(_run_one, r) for r in runs]
         for f in as_completed(futures):
             yield f.result()
+
+
+# -- what a failure shows ------------------------------------------------------------------------
+
+def ladder(outcome: Outcome, *, width: int = 64) -> str:
+    """The exchange as a ladder in the script's notation: the kernel under test on the left, the
+    scripted peer on the right, each segment with its time and the script line it answers."""
+    rows = [f"{'time':>9}  {'kernel under test':<{width // 2}}{'scripted peer':>{width // 2}}   line"]
+    for t, direction, frame, line in outcome.exchange:
+        text = render(frame, opts=False)
+        arrow = f"|---- {text} ---->|" if direction == ">" else f"|<---- {text} ----|"
+        mark = "  <-- here" if line == outcome.line and outcome.status == "fail" else ""
+        rows.append(f"{t:8.3f}s  {arrow:<{width}}   {line}{mark}")
+    return "\n".join(rows)
+
+
+def write_pcap(outcome: Outcome, path: Path) -> Path:
+    """The exchange as a pcap of tun0 (both directions; LINKTYPE_RAW: IP packets), times from the
+    run's start."""
+    from ..wire.tun import encode
+    with open(path, "wb") as f:
+        f.write(struct.pack("=IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101))
+        for t, _, frame, _ in outcome.exchange:
+            raw = encode(frame)
+            sec = int(t)
+            f.write(struct.pack("=IIII", sec, int((t - sec) * 1e6), len(raw), len(raw)) + raw)
+    return path
+
+
+def header_of(path: Path) -> dict:
+    """A lab script's header comment: ``// lab: H7 H8 points=3 hint='...'`` -> claims, points, hint."""
+    import shlex
+    for line in Path(path).read_text().splitlines():
+        s = line.strip()
+        if s.startswith("// lab:"):
+            words = shlex.split(s[len("// lab:"):])
+            out: dict = {"claims": [w for w in words if "=" not in w]}
+            for w in words:
+                if "=" in w:
+                    k, v = w.split("=", 1)
+                    out[k] = float(v) if k == "points" else v
+            return out
+    return {}

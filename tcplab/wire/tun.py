@@ -4,7 +4,9 @@ Like packetdrill's, the device is ``tun0`` (scripts' shell lines name it: ``tc q
 ...``), with a virtio-net header and the offloads of a typical Ethernet device (checksum, TSO), so
 the kernel hands it whole TSO segments (``> P. 1:10001(10000)``) and accepts large segments that
 the script injects with ``--mss``.  Every frame the kernel sends is read at once by a thread of its
-own and stamped with the time it was read; the runner takes them in order.
+own, through a packet socket on the device that the kernel stamps as each frame leaves (as
+packetdrill reads them: a busy machine delays the reader, not the stamp); the tun device itself
+is drained beside it.  The runner takes the frames in order.
 
 The segments themselves are built and read here with ``struct`` (no Scapy: a script's run starts in
 milliseconds), IPv4 and IPv6, with their checksums.
@@ -31,6 +33,7 @@ TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 0x01, 0x02, 0x04, 0x08
 VNET_HDR = struct.Struct("=BBHHHH")          # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
 GSO_TCPV4, GSO_TCPV6 = 1, 4
 NAME = "tun0"
+ETH_P_ALL, SO_TIMESTAMPNS, PACKET_OUTGOING = 0x0003, 35, 4
 FLAG_BITS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20, "ECE": 0x40, "CWR": 0x80}
 OPT_KIND = {"eol": 0, "nop": 1, "mss": 2, "wscale": 3, "sackOK": 4, "sack": 5, "TS": 8}
 
@@ -182,6 +185,7 @@ class Tun:
         self.ns, self.family = ns, family
         self.frames: "queue.Queue[Frame]" = queue.Queue()
         self.fd = ns.run(self._create, local_ip, prefixlen, remote_ip, mtu)
+        self.sniffer = ns.run(self._sniffer)
         self._stop_r, self._stop_w = os.pipe()
         self._reader = threading.Thread(target=self._read, name="tcplab-tun", daemon=True)
         self._reader.start()
@@ -205,19 +209,41 @@ class Tun:
             raise
         return fd
 
+    def _sniffer(self) -> socket.socket:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        try:
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            s.bind((NAME, ETH_P_ALL))
+        except BaseException:
+            s.close()
+            raise
+        return s
+
     def _read(self) -> None:
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
+        poller.register(self.sniffer.fileno(), select.POLLIN)
         poller.register(self._stop_r, select.POLLIN)
+        space = socket.CMSG_SPACE(16)
         while True:
             for fd, _ in poller.poll():
                 if fd == self._stop_r:
                     return
                 try:
-                    data = os.read(self.fd, 65536 + VNET_HDR.size)
+                    if fd == self.fd:          # the device's own queue: drained, the sniffer has them
+                        os.read(self.fd, 65536 + VNET_HDR.size)
+                        continue
+                    data, anc, _, addr = self.sniffer.recvmsg(65536, space)
                 except OSError:
                     return
-                frame = decode(data[VNET_HDR.size:], time.monotonic())
+                if addr[2] != PACKET_OUTGOING:
+                    continue
+                stamp = time.time()
+                for level, kind, value in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        sec, nsec = struct.unpack("=qq", value[:16])
+                        stamp = sec + nsec / 1e9
+                frame = decode(data, stamp)
                 if frame is not None:
                     self.frames.put(frame)
 
@@ -238,6 +264,7 @@ class Tun:
     def close(self) -> None:
         os.write(self._stop_w, b"x")
         self._reader.join(5)
+        self.sniffer.close()
         for fd in (self.fd, self._stop_r, self._stop_w):
             os.close(fd)
 
