@@ -50,6 +50,16 @@ def _sack_blocks(seg, isn):
     return list(zip(edges[::2], edges[1::2]))
 
 
+def _at_right_edge(conn, flight) -> bool:
+    """The flight's last byte is the right edge of the window the server had last advertised when
+    it was sent (the receiver, not cwnd, ended the flight)."""
+    syn = next(x for x in conn if x.flags == {"SYN", "ACK"})
+    shift = dict(syn.options).get("WScale", 0)
+    last = flight[-1]
+    acks = [x for x in (conn.received or conn.segments) if conn.side(x) == "server" and x.time <= last.time]
+    return bool(acks) and conn.rel_seq(last) + last.length == conn.rel_ack(acks[-1]) + (acks[-1].win << shift)
+
+
 def _window_before(conn, t):
     """What the server's window allowed just before ``t`` (for a failure's message)."""
     syn = next(x for x in conn if x.flags == {"SYN", "ACK"})
@@ -426,7 +436,11 @@ def test_slow_start_doubles_the_flight_every_round_trip(hosts, family):
     rtt = synack.time - conn.segments[0].time
     flights = _flights(_data(conn, "client"), rtt)
     sizes = [len(f) for f in flights]
-    assert sizes[:4] == [10, 20, 40, 80], f"flights of {sizes[:8]} segments, one round trip apart\n" \
+    # A flight is the smaller of cwnd and the receiver's window.  Linux 6.12's receiver opens its
+    # window more slowly than 6.1's and 6.18's: there the fourth flight (cwnd 80) ends exactly at
+    # the window's right edge (77-79 segments, docs/kernels.md); it must end there, not earlier.
+    fourth = 80 if sizes[3] == 80 or not _at_right_edge(conn, flights[3]) else sizes[3]
+    assert sizes[:4] == [10, 20, 40, fourth], f"flights of {sizes[:8]} segments, one round trip apart\n" \
         + _window_before(conn, flights[3][0].time)
     starts = [f[0].time for f in flights[:4]]
     rtts = [b - a for a, b in zip(starts, starts[1:])]
