@@ -37,6 +37,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--tolerance_percent", type=float, default=None, help="relative tolerance (default 12.5)")
     ap.add_argument("-n", "--workers", type=int, default=1, help="runs at once (processes)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each failed run's whole report")
+    ap.add_argument("--tsv", type=Path, metavar="FILE",
+                    help="write every run's outcome here: script, ip_version, tcplab (pass/fail/refused), seconds, "
+                         "the reason (the columns of the kernel's PACKETDRILL-ON-*.tsv)")
     return ap
 
 
@@ -76,18 +79,25 @@ def main(argv: list[str]) -> int:
         return c
     t0 = time.monotonic()
     counts = {"pass": 0, "fail": 0, "refused": 0}
+    rows = []
     for o in run_many([(p, config(v)) for p, v in runs], a.workers):
         counts[o.status] += 1
+        rows.append((o.path.name, f"ipv{o.ip_version}", o.status, f"{o.seconds:.2f}",
+                     (o.message.splitlines() or [""])[0].replace("\t", " ")))
         head = o.message.splitlines()[0] if o.message else ""
         if single:
-            if o.status != "pass":
-                print(f"{o.path.name}:{o.message}" if o.message.startswith("line") else f"{o.path.name}: {o.message}",
-                      file=sys.stderr)
+            if o.status != "pass":      # as packetdrill says it: SCRIPT:LINE: what
+                import re
+                print(re.sub(r"^line (\d+): ", rf"{o.path.name}:\1: ", o.message) if o.message.startswith("line ")
+                      else f"{o.path.name}: {o.message}", file=sys.stderr)
         else:
             print(f"{o.status.upper():7} {o.path.name} ipv{o.ip_version} {o.seconds:.2f} s"
                   + (f"  {head}" if head else ""), flush=True)
             if a.verbose and o.status == "fail":
                 print("\n".join("    " + ln for ln in o.message.splitlines()[1:]))
+    if a.tsv:
+        a.tsv.write_text("script\tip_version\ttcplab\tseconds\treason\n"
+                         + "".join("\t".join(r) + "\n" for r in sorted(rows)))
     if not single:
         print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['refused']} refused "
               f"in {time.monotonic() - t0:.1f} s")

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..lab.vm import LINES, VMError, check_kernel, junit_counts, kernel_version, pytest_guest, resolve_kernel, run_vm
+from ..lab.vm import LINES, Guest, VMError, check_kernel, junit_counts, kernel_version, pytest_guest, resolve_kernel, run_vm
 
 
 def main(argv: list[str]) -> int:
@@ -31,6 +31,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--artifacts", type=Path,
                     help="copy the pcaps and failure text of the guest's failed tests here")
     ap.add_argument("--keep", action="store_true", help="keep the VM's work directory (console log, results)")
+    ap.add_argument("--command", action="store_true",
+                    help="after --: a command to run in the guest instead of pytest (e.g. python -m tcplab pkt "
+                         "FOLDER); its exit status is this run's")
     ap.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: pytest arguments")
     a = ap.parse_args(argv)
     extra = [x for x in a.pytest_args if x != "--"]
@@ -51,13 +54,15 @@ def main(argv: list[str]) -> int:
                               "out --netem (the netem labs then skip, naming it)")
             print(f"[tcplab vm] host kernel {os.uname().release}; guest kernel {kernel_version(kernel)}"
                   + (" (netem backend forced, skips fail)" if a.netem else ""), flush=True)
-            rc = run_vm(kernel, pytest_guest(extra, env=env, junit=junit, artifacts=a.artifacts), timeout=a.timeout,
+            guest = Guest(extra, Path.cwd(), env) if a.command else \
+                pytest_guest(extra, env=env, junit=junit, artifacts=a.artifacts)
+            rc = run_vm(kernel, guest, timeout=a.timeout,
                         boot_timeout=a.boot_timeout, keep=a.keep, accel=a.accel, memory=a.memory, cpus=a.cpus,
                         artifacts=a.artifacts)
         except VMError as exc:
             print(f"[tcplab vm] ERROR: {exc}", file=sys.stderr)
             return 4
-        if junit.exists():
+        if junit.exists() and not a.command:
             c = junit_counts(junit)
             print(f"[tcplab vm] guest tests: {c['tests']} run, {c['failures']} failed, {c['errors']} errors, "
                   f"{c['skipped']} skipped", flush=True)

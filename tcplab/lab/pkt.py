@@ -94,7 +94,7 @@ class Failed(TcplabError):
     """The kernel did not do what the script says, at ``line``."""
 
     def __init__(self, line: int, source: str, what: str, expected: str = "", actual: str = ""):
-        text = f"line {line}: {source}\n  {what}"
+        text = f"line {line}: {what}\n  script:   {source}"
         if expected or actual:
             text += f"\n  expected: {expected}\n  actual:   {actual}"
         super().__init__(text)
