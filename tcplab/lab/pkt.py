@@ -110,7 +110,7 @@ class Outcome:
     seconds: float
     message: str = ""
     line: int = 0
-    exchange: list = field(default_factory=list)     # (time, direction, frame, line)
+    exchange: list = field(default_factory=list)     # (time, direction, frame, line, seq, ack): script numbers
 
     @property
     def passed(self) -> bool:
@@ -139,7 +139,7 @@ def _symbols() -> dict[str, int]:
 
 
 SYMBOLS = _symbols()
-ERRNO_NAMES = {v: k for k, v in errno_mod.errorcode.items()}
+ERRNO_NAMES = dict(errno_mod.errorcode)        # 11 -> "EAGAIN"
 
 #: what tcplab does not run yet, refused by name (a feature: where it shows)
 UNSUPPORTED_OPTIONS = {"FO": "TCP Fast Open", "FOEXP": "TCP Fast Open", "md5": "TCP MD5 signatures",
@@ -552,7 +552,7 @@ class Run:
                       peer.local_port, seq, ack, p.flags, p.win, p.urg or 0, options, b"\0" * p.length)
         self.tun.send(frame, gso_mss=self.cfg.mss)
         frame.time = time.time()
-        self.exchange.append((frame.time - self.start, "<", frame, ev.line))
+        self.exchange.append((frame.time - self.start, "<", frame, ev.line, p.seq, p.ack or 0))
         self._check_time(ev, "inbound packet", at, None, self._now())
 
     def _mine(self, f: Frame) -> bool:
@@ -582,7 +582,7 @@ class Run:
         seq = (frame.seq - self._local_offset(syn)) % MOD
         ack = (frame.ack - self._remote_offset(syn)) % MOD
         actual = render(frame, seq, ack)
-        self.exchange.append((frame.time - self.start, ">", frame, ev.line))
+        self.exchange.append((frame.time - self.start, ">", frame, ev.line, seq, ack))
         diffs = []
         for name, letter in (("FIN", "F"), ("SYN", "S"), ("RST", "R"), ("PSH", "P"), ("ACK", "."), ("URG", "U"),
                              ("ECE", "E"), ("CWR", "W")):
@@ -888,8 +888,7 @@ class Run:
             got = f"{r}" + (f" {ERRNO_NAMES.get(err, err)} ({os.strerror(err)})" if r < 0 else "")
             exp = f"{want}" + (f" {sc.errno}" if sc.errno else "")
             raise Failed(ev.line, ev.source, f"{sc.name}() returned {got}, expected {exp}")
-        if r < 0 and sc.errno and ERRNO_NAMES.get(err) != sc.errno and not (
-                sc.errno in errno_mod.errorcode.values() and getattr(errno_mod, sc.errno, None) == err):
+        if r < 0 and sc.errno and getattr(errno_mod, sc.errno, None) != err:
             raise Failed(ev.line, ev.source, f"{sc.name}() failed with {ERRNO_NAMES.get(err, err)} "
                          f"({os.strerror(err)}), expected {sc.errno}")
 
@@ -994,8 +993,8 @@ def ladder(outcome: Outcome, *, width: int = 64) -> str:
     """The exchange as a ladder in the script's notation: the kernel under test on the left, the
     scripted peer on the right, each segment with its time and the script line it answers."""
     rows = [f"{'time':>9}  {'kernel under test':<{width // 2}}{'scripted peer':>{width // 2}}   line"]
-    for t, direction, frame, line in outcome.exchange:
-        text = render(frame, opts=False)
+    for t, direction, frame, line, seq, ack in outcome.exchange:
+        text = render(frame, seq, ack, opts=False)
         arrow = f"|---- {text} ---->|" if direction == ">" else f"|<---- {text} ----|"
         mark = "  <-- here" if line == outcome.line and outcome.status == "fail" else ""
         rows.append(f"{t:8.3f}s  {arrow:<{width}}   {line}{mark}")
@@ -1008,7 +1007,7 @@ def write_pcap(outcome: Outcome, path: Path) -> Path:
     from ..wire.tun import encode
     with open(path, "wb") as f:
         f.write(struct.pack("=IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101))
-        for t, _, frame, _ in outcome.exchange:
+        for t, _, frame, *_ in outcome.exchange:
             raw = encode(frame)
             sec = int(t)
             f.write(struct.pack("=IIII", sec, int((t - sec) * 1e6), len(raw), len(raw)) + raw)
