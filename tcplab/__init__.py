@@ -23,6 +23,7 @@ from .grading import Assignment, Limits, Sandbox, Score
 from .errors import (CaptureIncomplete, ConfigError, ExpectationFailed, TcplabError, Unsupported,
                      WaitTimeout)
 from .lab.diag import StatePoller
+from .lab.pkt import ScriptedPeer
 from .wire.impair import Drop, Netem
 from .lab.sockets import Conn, Sending
 from .observe.tcpinfo import TcpInfo
@@ -35,5 +36,5 @@ from .wait import until
 
 __all__ = ["Topology", "Drop", "Netem", "Capture", "RingCapture", "Trace", "Connection", "Segment",
            "Expectation", "HANDSHAKE", "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete",
-           "WaitTimeout", "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "Conn", "Sending", "TcpInfo"]
+           "WaitTimeout", "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "ScriptedPeer", "Conn", "Sending", "TcpInfo"]
 __version__ = "0.1.0"

@@ -90,8 +90,9 @@ class Refused(TcplabError):
         self.line, self.what = line, what
 
 
-class Failed(TcplabError):
-    """The kernel did not do what the script says, at ``line``."""
+class Failed(TcplabError, AssertionError):
+    """The kernel did not do what the script says, at ``line`` (an AssertionError: in a lab, a
+    failure, not an error)."""
 
     def __init__(self, line: int, source: str, what: str, expected: str = "", actual: str = ""):
         text = f"line {line}: {what}\n  script:   {source}"
@@ -365,20 +366,24 @@ class Run:
         self.nstat_history = Path(f"/tmp/tcplab-pkt-nstat-{os.getpid()}-{id(self)}")
 
     # -- the run -------------------------------------------------------------------------------
-    def execute(self) -> None:
-        fam = socket.AF_INET if self.cfg.ip_version == 4 else socket.AF_INET6
-        self.family = fam
+    def open(self) -> None:
+        """The kernel's namespace and the peer's tun0, then the script's init commands; the run's
+        clock starts here."""
+        self.family = socket.AF_INET if self.cfg.ip_version == 4 else socket.AF_INET6
         self.ns = Namespace("pkt")
+        prefix = prefix_of(self.cfg.netmask_ip) if self.cfg.ip_version == 4 else 48
+        self.tun = Tun(self.ns, family=self.cfg.ip_version, local_ip=self.cfg.local_ip, prefixlen=prefix,
+                       remote_ip=self.cfg.remote_ip, mtu=self.cfg.mtu)
+        for cmd in self.script.init_commands:
+            r = self._shell(cmd)
+            if r.returncode != 0:
+                raise Failed(0, f"`{cmd.strip()}`", f"error executing init command: non-zero status "
+                             f"{r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
+        self.start = time.time()
+
+    def execute(self) -> None:
         try:
-            prefix = prefix_of(self.cfg.netmask_ip) if self.cfg.ip_version == 4 else 48
-            self.tun = Tun(self.ns, family=self.cfg.ip_version, local_ip=self.cfg.local_ip, prefixlen=prefix,
-                           remote_ip=self.cfg.remote_ip, mtu=self.cfg.mtu)
-            for cmd in self.script.init_commands:
-                r = self._shell(cmd)
-                if r.returncode != 0:
-                    raise Failed(0, f"`{cmd.strip()}`", f"error executing init command: non-zero status "
-                                 f"{r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
-            self.start = time.time()
+            self.open()
             for ev in self.script.events:
                 if self._now() > self.cfg.timeout:
                     raise Failed(ev.line, ev.source, f"the run took longer than {self.cfg.timeout:g} s")
@@ -893,6 +898,63 @@ class Run:
                          f"({os.strerror(err)}), expected {sc.errno}")
 
 
+class ScriptedPeer:
+    """The scripted peer from Python, one step at a time, in the script's own notation, for what a
+    script alone cannot say::
+
+        with ScriptedPeer(family=4) as peer:
+            peer.do('''
+                0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+               +0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
+               +0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
+               +0 > S 0:0(0) <...>
+             +.01 < R. 0:0(0) ack 1 win 0
+            ''')
+            assert peer.socket(3).getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
+
+    Each ``do()`` runs its events as a script would (relative times count on from the previous
+    step); a mismatch raises :class:`Failed` naming the line.  Unsupported features are refused.
+    ``socket(fd)`` is the kernel's socket behind the script's fd number, ``tcp_info(fd)`` its
+    ``tcpi_*`` values."""
+
+    def __init__(self, *, family: int = 4, **config):
+        self._run = Run(Script(path=None), Config(ip_version=family, **config).filled())
+        self._steps = 0
+
+    def __enter__(self) -> "ScriptedPeer":
+        self._run.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._run.close()
+
+    def do(self, text: str) -> None:
+        """Run these events (lines of a script) now."""
+        __tracebackhide__ = True
+        self._steps += 1
+        script = parse_script(text, Path(f"step{self._steps}"))
+        refused = refusals(script)
+        if refused:
+            raise Refused(*refused[0])
+        if self._steps == 1:
+            self._run.start = time.time()      # the first step's times count from its start
+        self._run.last = None                  # a step's relative times count from when it starts
+        for ev in script.events:
+            self._run._event(ev)
+        self._run._await_blocking(final=False)
+
+    def socket(self, fd: int) -> socket.socket:
+        """A Python socket on the kernel's socket behind the script's ``fd`` (a duplicate)."""
+        return socket.socket(fileno=os.dup(self._run.fds[fd]))
+
+    def tcp_info(self, fd: int) -> dict:
+        return socket_state(self._run.fds[fd])
+
+    @property
+    def exchange(self) -> list:
+        return self._run.exchange
+
+
 def run_script(path: Path, config: Config, *, text: str | None = None) -> Outcome:
     """Run one script in one IP version: pass, fail (with the line and what differed) or refused."""
     t0 = time.monotonic()
@@ -981,7 +1043,15 @@ def run_many(runs: list[tuple[Path, Config]], workers: int = 1):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    try:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    except OSError as exc:      # no /dev/shm for the pool's semaphores (a bare container, a VM's initramfs)
+        import sys
+        print(f"tcplab pkt: cannot start {workers} worker processes ({exc.strerror}: multiprocessing needs "
+              "/dev/shm): running one after another", file=sys.stderr)
+        yield from run_many(runs, 1)
+        return
+    with pool:
         futures = [pool.submit(_run_one, r) for r in runs]
         for f in as_completed(futures):
             yield f.result()

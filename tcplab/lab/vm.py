@@ -58,6 +58,7 @@ mount -t tmpfs scratch /host{scratch}
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
+mkdir -p /host/dev/shm && mount -t tmpfs shm /host/dev/shm
 mkdir -p /host{scratch}/tcplab-results /host{scratch}/tmp
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results /host{scratch}/tcplab-results
 chroot /host /bin/sh {scratch}/tcplab-results/run.sh

@@ -156,7 +156,7 @@ def test_public_names_are_pinned():
     assert sorted(tcplab.__all__) == sorted([
         "Topology", "Drop", "Netem", "Capture", "RingCapture", "Trace", "Connection", "Segment", "Expectation",
         "HANDSHAKE", "until", "TcplabError", "ConfigError", "Unsupported", "CaptureIncomplete", "WaitTimeout",
-        "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "Conn", "Sending",
+        "ExpectationFailed", "Assignment", "Sandbox", "Limits", "Score", "StatePoller", "ScriptedPeer", "Conn", "Sending",
         "TcpInfo"])
     for name in tcplab.__all__:
         assert getattr(tcplab, name) is not None
