@@ -363,7 +363,8 @@ class Run:
         self.next_port = 40000 + os.getpid() % 20000
         # nstat keeps its history in a file (by default /tmp/.nstat.uUID, shared by every run of
         # the machine): each run has its own, removed with it
-        self.nstat_history = Path(f"/tmp/tcplab-pkt-nstat-{os.getpid()}-{id(self)}")
+        import tempfile
+        self.nstat_history = Path(tempfile.gettempdir()) / f"tcplab-pkt-nstat-{os.getpid()}-{id(self)}"
 
     # -- the run -------------------------------------------------------------------------------
     def open(self) -> None:
@@ -413,9 +414,11 @@ class Run:
         if self.ns is not None:
             self.ns.close()
         # the kernel's helper set_sysctls.py writes its restore script under PACKETDRILL_PID
-        for leftover in Path("/tmp").glob(f"sysctl_restore_{os.getpid()}.sh"):
-            leftover.unlink(missing_ok=True)
-        self.nstat_history.unlink(missing_ok=True)
+        import contextlib
+        with contextlib.suppress(OSError):         # a read-only /tmp (tcplab's VM) holds none
+            for leftover in Path("/tmp").glob(f"sysctl_restore_{os.getpid()}.sh"):
+                leftover.unlink()
+            self.nstat_history.unlink(missing_ok=True)
 
     def _shell(self, cmd: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "PACKETDRILL_PID": str(os.getpid()), "NSTAT_HISTORY": str(self.nstat_history),
@@ -976,6 +979,12 @@ def run_script(path: Path, config: Config, *, text: str | None = None) -> Outcom
         return Outcome(path, cfg.ip_version, "fail", time.monotonic() - t0, str(exc), exc.line, run.exchange)
     except Refused as exc:
         return Outcome(path, cfg.ip_version, "refused", time.monotonic() - t0, str(exc), exc.line)
+    except Exception as exc:   # tcplab's own error: a failed run that says so, never a pass
+        import traceback
+        where_ = traceback.extract_tb(exc.__traceback__)[-1]
+        return Outcome(path, cfg.ip_version, "fail", time.monotonic() - t0,
+                       f"tcplab could not run the script: {type(exc).__name__}: {exc} "
+                       f"({Path(where_.filename).name}:{where_.lineno})", 0, run.exchange)
     return Outcome(path, cfg.ip_version, "pass", time.monotonic() - t0, "", 0, run.exchange)
 
 

@@ -6,6 +6,7 @@ packetdrill gives, and nothing a script makes may outlive its run."""
 import os
 import re
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def test_nothing_a_script_makes_outlives_its_run(tmp_path):
     status, pid = r.stdout.split()
     assert status == "pass", r.stderr
     assert not list(Path("/tmp").glob(f"sysctl_restore_{pid}.sh"))
-    assert not list(Path("/tmp").glob(f"tcplab-pkt-nstat-{pid}-*"))
+    assert not list(Path(tempfile.gettempdir()).glob(f"tcplab-pkt-nstat-{pid}-*"))
     assert knob.read_text().strip() == root_value     # the script's sysctl died with its namespace
     assert set(os.listdir("/proc/self/ns")) == before
     assert "tun0" not in subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
