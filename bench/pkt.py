@@ -50,12 +50,21 @@ OVERHEAD_SCRIPT = """
 """
 
 
-def packetdrill_run(pd: str, script: Path, v: int) -> tuple[bool, float]:
+EXTRA: list[str] = []      # --tolerance_usecs=N, given to both
+
+
+def packetdrill_run(pd: str, script: Path, v: int, log: list | None = None) -> tuple[bool, float]:
     defines = [f"-D{k}={val}" for k, val in KSFT_DEFINES[v].items()]
     t0 = time.monotonic()
-    r = subprocess.run(["unshare", "-n", pd, *KSFT_ARGS[v], *defines, script.name], cwd=script.parent,
-                       capture_output=True, timeout=120)
-    return r.returncode == 0, time.monotonic() - t0
+    r = subprocess.run(["unshare", "-n", pd, *KSFT_ARGS[v], *EXTRA, *defines, script.name], cwd=script.parent,
+                       capture_output=True, text=True, timeout=120)
+    wall = time.monotonic() - t0
+    if log is not None:
+        last = ([ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip() and "sysctl: setting" not in ln]
+                or [""])[0]
+        log.append((script.name, f"ipv{v}", "pass" if r.returncode == 0 else "fail", f"{wall:.2f}",
+                    last.replace("\t", " ")))
+    return r.returncode == 0, wall
 
 
 def tcplab(args: list[str], cwd: Path) -> float:
@@ -69,17 +78,26 @@ def main() -> int:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--packetdrill", default=shutil.which("packetdrill") or shutil.which("packetdrill-ref"))
     ap.add_argument("-n", "--rounds", type=int, default=20)
+    ap.add_argument("--tolerance_usecs", type=int, help="given to both (the kernel's runner: 14000 on a slow machine)")
+    ap.add_argument("--tsv", type=Path, help="write packetdrill's outcome of every run here (and tcplab's beside it, "
+                                            "FILE.tcplab.tsv)")
     a = ap.parse_args()
+    if a.tolerance_usecs:
+        EXTRA.append(f"--tolerance_usecs={a.tolerance_usecs}")
     if not a.packetdrill:
         print("bench/pkt.py: packetdrill is not on the PATH: build it from google/packetdrill and give "
               "--packetdrill PATH (the baseline must run in the same run)", file=sys.stderr)
         return 2
     runs = runs_of([a.folder])
     t0 = time.monotonic()
-    passed = {}
+    passed, log = {}, []
     for script, v in runs:
-        ok, wall = packetdrill_run(a.packetdrill, script, v)
+        ok, wall = packetdrill_run(a.packetdrill, script, v, log)
         passed[(script, v)] = (ok, wall)
+    if a.tsv:
+        a.tsv.write_text("script\tip_version\tpacketdrill\tseconds\tpacketdrill's first line\n"
+                         + "".join("\t".join(r) + "\n" for r in log))
+        tcplab([str(a.folder), "-n", "2", "--tsv", str(a.tsv) + ".tcplab.tsv", *EXTRA], a.folder)
     serial_all = time.monotonic() - t0
     print(f"packetdrill, every run one after another: {len(runs)} runs, "
           f"{sum(ok for ok, _ in passed.values())} pass, {serial_all:.1f} s")
@@ -95,7 +113,7 @@ def main() -> int:
         for helper in a.folder.iterdir():
             if helper.suffix != ".pkt" and helper.is_file():
                 shutil.copy(helper, core_dir / helper.name)
-        ours = tcplab([str(core_dir), "-n", "2"], core_dir)
+        ours = tcplab([str(core_dir), "-n", "2", *EXTRA], core_dir)
         print(f"tcplab pkt -n 2, the core scripts in one command: {ours:.1f} s")
         print(f"tcplab pkt -n 2 / packetdrill serial (core): {ours / pd_core:.2f}x")
 
