@@ -1,0 +1,84 @@
+"""One grammar for the segment notation of labs and for packetdrill scripts (tcplab/script.lark)."""
+import pytest
+
+from tcplab import ConfigError
+from tcplab.lab.pkt import refusals
+from tcplab.script import ELLIPSIS, BitOr, Symbol, parse_script, parse_segment
+
+SCRIPT = """
+--tolerance_usecs=10000
+`./defaults.sh`
+
+// a comment
+    0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+   +0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
+   +0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
+   +0 > S 0:0(0) <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 8>
+ +.01 < S. 0:0(0) ack 1 win 65535 <mss 1460,nop,nop,sack 1:2 3:4>
++0~+.05 > . 1:1(0) ack 1 <...>
+  +0...0.2 read(3, ..., 100) = 100
+    * > F. 1:1(0) ack 1
+   +0 %{ assert tcpi_state == 1, tcpi_state }%
+   +0 `nstat -n`
+`/tmp/cleanup.sh`
+"""
+
+
+def test_a_script_reads_into_events_with_their_times():
+    s = parse_script(SCRIPT)
+    assert s.options == {"tolerance_usecs": "10000"} and s.init_commands == ["./defaults.sh"]
+    assert s.cleanup_command == "/tmp/cleanup.sh"
+    kinds = [e.kind for e in s.events]
+    assert kinds == ["syscall", "syscall", "syscall", "packet", "packet", "packet", "syscall", "packet", "code",
+                     "command"]
+    sock, fcntl, connect, syn, synack, ack, read, fin, code, cmd = s.events
+    assert (sock.line, sock.time.kind, sock.syscall.result) == (6, "abs", 3)
+    assert sock.syscall.args == [ELLIPSIS, Symbol("SOCK_STREAM"), Symbol("IPPROTO_TCP")]
+    assert fcntl.syscall.args[2] == BitOr((Symbol("O_RDWR"), Symbol("O_NONBLOCK")))
+    assert (connect.syscall.result, connect.syscall.errno) == (-1, "EINPROGRESS")
+    assert [(o.kind, o.value) for o in syn.packet.options] == [("mss", 1460), ("sackOK", None), ("TS", (100, 0)),
+                                                                ("nop", None), ("wscale", 8)]
+    assert synack.time.start == 0.01 and synack.packet.win == 65535
+    assert synack.packet.options[-1].value == ((1, 2), (3, 4))
+    assert ack.time.range and (ack.time.start, ack.time.end) == (0.0, 0.05) and ack.packet.any_options
+    assert read.time.blocking and read.time.end == 0.2
+    assert fin.time.kind == "any" and fin.packet.flags == {"FIN", "ACK"}
+    assert "tcpi_state == 1" in code.text and cmd.text == "nstat -n"
+
+
+def test_a_lab_segment_line_is_read_by_the_same_grammar():
+    seg = parse_segment("< S. 0:0(0) ack 1 win 100 <mss 1460,TS> {1,2}")
+    assert (seg.direction, seg.flags, seg.ack, seg.win, seg.repeat) == ("<", {"SYN", "ACK"}, 1, 100, "{1,2}")
+    assert [(o.kind, o.value) for o in seg.options] == [("mss", 1460), ("TS", None)]
+    assert parse_segment("> P.").seq is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("> Q 0:0(0)", "unknown TCP flag letter"),
+    ("> S 0:5(0)", r"is inconsistent: end must be seq \+ len = 0"),
+    ("> S 0:0(0) ack 1", "have no ACK"),
+    ("> S 0:0(0) banana", "cannot read"),
+])
+def test_a_bad_segment_line_names_the_fix(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_segment(text, 3)
+
+
+def test_a_script_that_cannot_be_read_names_its_line_and_column():
+    with pytest.raises(ConfigError, match=r"x\.pkt:3: cannot read '\+0 > S 0:0\(0\) \?\?' at column 15"):
+        from pathlib import Path
+        parse_script("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n\n+0 > S 0:0(0) ??\n", Path("x.pkt"))
+
+
+@pytest.mark.parametrize("line, what", [
+    ("+0 < S 0:0(0) win 100 <mss 1460,FO abcd>", "TCP Fast Open is not supported"),
+    ("+0 recvmsg(3, {msg_name(...)=...}, 0) = 0", "recvmsg"),
+    ("+0 < [ect0] S 0:0(0) win 100", "IP header marks (ect0) are not supported"),
+    ("+0 < icmp unreachable [1:2(1)]", "ICMP packets are not supported"),
+    ("+0 setsockopt(3, SOL_TCP, TCP_FASTOPEN, [1], 4) = 0", "TCP Fast Open is not supported (TCP_FASTOPEN)"),
+    ("+0 < SEWA 0:0(0) win 100", "AccECN"),
+])
+def test_what_is_not_run_is_refused_by_line_and_name(line, what):
+    s = parse_script("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n" + line + "\n")
+    (where, why), *_ = refusals(s)
+    assert where == 2 and what in why, why
