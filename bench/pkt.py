@@ -24,7 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tcplab.lab.pkt import KSFT_DEFINES, refusals, runs_of  # noqa: E402
+from tcplab.lab.pkt_names import refusals  # noqa: E402
+from tcplab.lab.pkt_suite import KSFT_DEFINES, runs_of  # noqa: E402
 from tcplab.script import parse_script  # noqa: E402
 
 KSFT_ARGS = {

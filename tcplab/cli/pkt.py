@@ -61,7 +61,8 @@ def main(argv: list[str]) -> int:
     if not access.ok:
         print(f"tcplab pkt: {where.no_lab_here(access)}", file=sys.stderr)
         return EXIT_ENV
-    from ..lab.pkt import KSFT_DEFINES, Config, run_many, runs_of
+    from ..lab.pkt import Config
+    from ..lab.pkt_suite import KSFT_DEFINES, run_many, runs_of
     versions = [6 if a.ip_version == "ipv6" else 4] if a.ip_version else None
     runs = runs_of(a.scripts, versions)
     if not runs:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tcplab.lab.pkt import Config, ladder, run_script
+from tcplab.lab.pkt import Config, run_script
+from tcplab.lab.pkt_suite import ladder
 
 REPO = Path(__file__).resolve().parents[2]
 H8 = (REPO / "labs" / "tcp_h8_third_segment_with_a_wrong_ack.pkt").read_text()

@@ -26,7 +26,7 @@ def test_every_claim_is_cited_by_a_lab():
     for f in (REPO / "labs").glob("test_*.py"):
         for m in re.finditer(r'@pytest\.mark\.lab\(([^)]*)\)', f.read_text()):
             cited.update(re.findall(r'"([A-Z]\d+)"', m.group(1)))
-    from tcplab.lab.pkt import header_of
+    from tcplab.lab.pkt_suite import header_of
     for f in (REPO / "labs").glob("*.pkt"):          # a script's  // lab: H7 points=3  header
         cited.update(header_of(f).get("claims", []))
     from tcplab.cli.coverage import load_claims

@@ -2,7 +2,7 @@
 import pytest
 
 from tcplab import ConfigError
-from tcplab.lab.pkt import refusals
+from tcplab.lab.pkt_names import refusals
 from tcplab.script import ELLIPSIS, BitOr, Symbol, parse_script, parse_segment
 
 SCRIPT = """
