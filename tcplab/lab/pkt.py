@@ -511,8 +511,9 @@ class Run:
                     tick = self.cfg.tcp_ts_tick_usecs
                     if tick:
                         expected_live = self.peer.first_ts[1] + (script_val - self.peer.first_ts[0])
-                        if abs(((live_val - expected_live + (1 << 31)) % MOD) - (1 << 31)) * tick > \
-                                self.cfg.tolerance_usecs:
+                        # packetdrill's tolerance here: 12.5 % of the time since the script began
+                        tol = max(self.cfg.tolerance_usecs, self.cfg.tolerance_percent / 100 * self._now() * 1e6)
+                        if abs(((live_val - expected_live + (1 << 31)) % MOD) - (1 << 31)) * tick > tol:
                             out.append(f"bad outbound TCP timestamp value {live_val} (script {script_val})")
             elif k == "sack":
                 off = self._remote_offset(False)
