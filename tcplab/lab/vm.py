@@ -333,11 +333,14 @@ def build_initramfs(kver: str, dest: Path, scratch: str = "/run", modroot: Path 
             continue
         if r.returncode != 0:
             raise VMError(f"kernel {kver} has no module {mod}: {r.stderr.strip()}")
-        for line in r.stdout.splitlines():
-            parts = line.split()
-            if parts[:1] != ["insmod"]:
-                continue  # builtin
-            path = Path(parts[1])
+        listed = [Path(ln.split()[1]) for ln in r.stdout.splitlines() if ln.split()[:1] == ["insmod"]]
+        gone = [p for p in listed if not p.exists()]       # modules.dep older than the tree
+        if gone and mod in OPTIONAL_MODULES:
+            continue
+        if gone:
+            raise VMError(f"kernel {kver}: {gone[0]} is listed in modules.dep but missing: run  depmod -b "
+                          f"{modroot} {kver}")
+        for path in listed:
             rel = os.path.relpath(path, base)
             if path.suffix in DECOMPRESS:
                 rel = rel[:-len(path.suffix)]
