@@ -10,7 +10,8 @@ How, and why this way:
   appears in the machine's namespace.
 * **The captures' clock.**  Packet sockets stamp frames with CLOCK_REALTIME; perf refuses that
   clock for tracepoints, so events are stamped with CLOCK_MONOTONIC and shifted by the offset
-  between the two clocks measured when recording starts (a few microseconds of error), so
+  between the two clocks, sampled at every start and drain and interpolated at each record's
+  time (a slewed realtime clock drifts from the monotonic one), so
   kernel records and segments share one time line.
 * **Attribution.**  Tracepoints fire for every socket of the machine and carry no network
   namespace.  Each live :class:`~tcplab.Topology` has a subnet of its own, so an event belongs to
@@ -136,7 +137,12 @@ class TracepointReader:
         self.fds: list[int] = []
         self.maps: list[mmap.mmap] = []
         self.page = mmap.PAGESIZE
-        self.offset = min((time.time() - time.monotonic() for _ in range(5)), key=abs)
+        # (monotonic, realtime - monotonic) pairs, one at each enable and drain: the realtime clock
+        # may be slewed (measured on this VM: 0.5 %, 25 ms in 5 s), so one offset taken when the
+        # reader was made would put a record milliseconds away from the frames it caused;
+        # records are shifted by the offset interpolated at their own time
+        self._clock: list[tuple[float, float]] = []
+        self._sample_clock()
         try:
             for cpu in _online_cpus():
                 fd = _libc.syscall(nr, attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
@@ -156,8 +162,27 @@ class TracepointReader:
         while an enabled one writes every record of the machine into this process's buffers: an
         idle pytest worker's reader would otherwise copy every segment of the other workers'
         bulk transfers (``tcp:tcp_probe`` fires for each one)."""
+        self._sample_clock()
         for fd in self.fds:
             fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE if on else PERF_EVENT_IOC_DISABLE, 0)
+
+    def _sample_clock(self) -> None:
+        mono = time.monotonic()
+        self._clock.append((mono, time.time() - mono))
+        if len(self._clock) > 4096:
+            del self._clock[:2048]
+
+    def offset_at(self, mono: float) -> float:
+        """realtime - monotonic at monotonic time ``mono``, interpolated between the samples."""
+        import bisect
+        clock = self._clock
+        i = bisect.bisect_left(clock, (mono,))
+        if i == 0:
+            return clock[0][1]
+        if i >= len(clock):
+            return clock[-1][1]
+        (m0, o0), (m1, o1) = clock[i - 1], clock[i]
+        return o0 + (o1 - o0) * (mono - m0) / (m1 - m0) if m1 > m0 else o1
 
     def read_raw(self) -> list[bytes]:
         """What the kernel wrote into each CPU's buffer since the last call: whole records, one
@@ -166,6 +191,7 @@ class TracepointReader:
         second cost its threads one slice per CPU, not a parse per record."""
         size = self.pages * self.page
         out = []
+        self._sample_clock()                # after every record below was written
         for m in self.maps:
             head = struct.unpack_from("Q", m, 1024)[0]
             tail = struct.unpack_from("Q", m, 1032)[0]
@@ -183,7 +209,7 @@ class TracepointReader:
             rtype, _, rsize = _HEADER.unpack_from(chunk, off)
             if rtype == PERF_RECORD_SAMPLE:
                 t, raw_size = _SAMPLE.unpack_from(chunk, off + 8)
-                events.append((t / 1e9 + self.offset, chunk[off + 20:off + 20 + raw_size]))
+                events.append((t / 1e9 + self.offset_at(t / 1e9), chunk[off + 20:off + 20 + raw_size]))
             elif rtype == PERF_RECORD_LOST:
                 lost += struct.unpack_from("QQ", chunk, off + 8)[1]
             off += rsize
