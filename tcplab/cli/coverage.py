@@ -48,7 +48,10 @@ def _results(junit: Path) -> dict[str, list[tuple[str, str]]]:
             outcome = "FAIL"
         elif case.find("skipped") is not None:
             outcome = "skip"
-        name = f"{case.get('classname', '').split('.')[-1]}::{case.get('name')}"
+        cls = case.get("classname", "")
+        # a test module's last dotted part; a script lab (labs/x.pkt) keeps its file name
+        label = ".".join(cls.split(".")[-2:]) if cls.endswith(".pkt") else cls.split(".")[-1]
+        name = f"{label}::{case.get('name')}"
         for claim in props["claims"].split():
             results[claim].append((name, outcome))
     return results
