@@ -7,6 +7,7 @@ here with Lark (LALR, contextual lexer): :func:`parse_segment` for one line of a
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,8 +293,7 @@ def parse_script(text: str, path: Path | None = None) -> Script:
             ev = Event(line=line, time=_time(time_node), kind=action.data, source=script.line(line))
             try:
                 if action.data == "packet":
-                    ev.packet = _tree_to_segment(action.children[0])
-                    ev.packet = SegmentLine(**{**ev.packet.__dict__, "line": line})
+                    ev.packet = dataclasses.replace(_tree_to_segment(action.children[0]), line=line)
                 elif action.data == "other_packet":
                     ev.text = str(action.children[1])
                 elif action.data == "command":

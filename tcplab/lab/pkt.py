@@ -31,12 +31,14 @@ import os
 import socket
 import struct
 import subprocess
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, TcplabError
+from ..notation import letters
 from ..script import ELLIPSIS, NULL, Event, Field, Script, SegmentLine, Symbol, parse_script
 from .pkt_names import ERRNO_NAMES, _int, refusals, socket_state
 from ..wire.netns import Namespace
@@ -59,6 +61,11 @@ DEFAULTS = {
 #: 35 ms), and its claims are about which segment comes, not about milliseconds; the kernel's
 #: suite keeps packetdrill's 4 ms
 LAB_TOLERANCE_USECS = 50_000
+
+
+def lab_tolerance_usecs() -> int:
+    """LAB_TOLERANCE_USECS, stretched where the CPU is emulated (TCPLAB_TIME_SCALE, set in tcplab's VM)."""
+    return int(LAB_TOLERANCE_USECS * float(os.environ.get("TCPLAB_TIME_SCALE") or 1))
 
 
 @dataclass
@@ -143,7 +150,6 @@ class Peer:
 
 def render(frame: Frame, seg_seq: int | None = None, seg_ack: int | None = None, *, opts: bool = True) -> str:
     """A frame in the script's notation (numbers as given)."""
-    from ..notation import letters
     fl = letters(frame.flags).replace("none", "-")
     seq = frame.seq if seg_seq is None else seg_seq
     text = f"{fl} {seq}:{(seq + frame.length) % MOD}({frame.length})"
@@ -151,18 +157,23 @@ def render(frame: Frame, seg_seq: int | None = None, seg_ack: int | None = None,
         text += f" ack {frame.ack if seg_ack is None else seg_ack}"
     text += f" win {frame.win}"
     if opts and frame.options:
-        parts = []
-        for k, v in frame.options:
-            if k == "TS":
-                parts.append(f"TS val {v[0]} ecr {v[1]}")
-            elif k == "sack":
-                parts.append("sack " + " ".join(f"{a}:{b}" for a, b in v))
-            elif v is None:
-                parts.append(k)
-            else:
-                parts.append(f"{k} {v}")
-        text += " <" + ",".join(parts) + ">"
+        text += f" <{_options_text(frame.options)}>"
     return text
+
+
+def _options_text(options) -> str:
+    """(kind, value) options in the script's notation; a value None is written as the bare name."""
+    parts = []
+    for k, v in options:
+        if k == "TS":
+            parts.append(f"TS val {v[0]} ecr {v[1]}" if v else "TS")
+        elif k == "sack":
+            parts.append("sack " + " ".join(f"{a}:{b}" for a, b in v))
+        elif v is None:
+            parts.append(k)
+        else:
+            parts.append(f"{k} {v}")
+    return ",".join(parts)
 
 
 def render_line(p: SegmentLine) -> str:
@@ -176,17 +187,7 @@ def render_line(p: SegmentLine) -> str:
     if p.any_options:
         text += " <...>"
     elif p.options:
-        parts = []
-        for o in p.options:
-            if o.kind == "TS":
-                parts.append(f"TS val {o.value[0]} ecr {o.value[1]}" if o.value else "TS")
-            elif o.kind == "sack":
-                parts.append("sack " + " ".join(f"{a}:{b}" for a, b in o.value))
-            elif o.value is None:
-                parts.append(o.kind)
-            else:
-                parts.append(f"{o.kind} {o.value}")
-        text += " <" + ",".join(parts) + ">"
+        text += f" <{_options_text((o.kind, o.value) for o in p.options)}>"
     return text
 
 
@@ -347,7 +348,6 @@ class Run:
             raise Failed(ev.line, ev.source, "a %{ }% block needs a socket under test (connected or accepted)")
         names = socket_state(fd)
         try:
-            import textwrap
             code = textwrap.dedent(ev.text.replace("\\\n", " ")).strip()
             exec(compile(code, f"line {ev.line}", "exec"), {"__builtins__": __builtins__, **names})
         except AssertionError as exc:
@@ -440,12 +440,7 @@ class Run:
         ack = (frame.ack - self._remote_offset(syn)) % MOD
         actual = render(frame, seq, ack)
         self.exchange.append((frame.time - self.start, ">", frame, ev.line, seq, ack))
-        diffs = []
-        for name, letter in (("FIN", "F"), ("SYN", "S"), ("RST", "R"), ("PSH", "P"), ("ACK", "."), ("URG", "U"),
-                             ("ECE", "E"), ("CWR", "W")):
-            if (name in p.flags) != (name in frame.flags):
-                diffs.append(f"flags: expected {p.letters!r}")
-                break
+        diffs = [f"flags: expected {p.letters!r}"] if p.flags != frame.flags else []
         if p.seq is not None and seq != p.seq:
             diffs.append(f"seq: expected {p.seq}, actual {seq}")
         if p.seq is not None and frame.length != p.length:
@@ -773,7 +768,7 @@ class ScriptedPeer:
     def __init__(self, *, family: int = 4, **config):
         # a lab's tolerance (LAB_TOLERANCE_USECS), stretched on an emulated CPU, unless the lab
         # gives its own
-        config.setdefault("tolerance_usecs", int(LAB_TOLERANCE_USECS * float(os.environ.get("TCPLAB_TIME_SCALE") or 1)))
+        config.setdefault("tolerance_usecs", lab_tolerance_usecs())
         self._run = Run(Script(path=None), Config(ip_version=family, **config).filled())
         self._steps = 0
 

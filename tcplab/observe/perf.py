@@ -25,6 +25,7 @@ opening raises :class:`~tcplab.Unsupported` with the reason.
 """
 from __future__ import annotations
 
+import bisect
 import ctypes
 import fcntl
 import mmap
@@ -174,7 +175,6 @@ class TracepointReader:
 
     def offset_at(self, mono: float) -> float:
         """realtime - monotonic at monotonic time ``mono``, interpolated between the samples."""
-        import bisect
         clock = self._clock
         i = bisect.bisect_left(clock, (mono,))
         if i == 0:

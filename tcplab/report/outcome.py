@@ -97,8 +97,9 @@ class LabOutcome:
     def failure_sections(self, pictures: list[Path]) -> list[tuple[str, str]]:
         """(title, body) sections of a failed lab: its pcaps, its pictures and its wire."""
         out = []
-        if self.pcaps():
-            out.append(("tcplab captures", "\n".join(str(p) for p in self.pcaps())))
+        pcaps = self.pcaps()
+        if pcaps:
+            out.append(("tcplab captures", "\n".join(str(p) for p in pcaps)))
         for kind in ("ladder", "tsg"):
             mine = [p for p in pictures if p.name.startswith(kind + "-")]
             if mine:

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import TcplabError
+from ..notation import FLAG_BITS, flags_from_bits
 from .netns import Namespace, ipr as _ipr
 
 TUNSETIFF, TUNSETOFFLOAD = 0x400454CA, 0x400454D0
@@ -34,7 +35,6 @@ VNET_HDR = struct.Struct("=BBHHHH")          # flags, gso_type, hdr_len, gso_siz
 GSO_TCPV4, GSO_TCPV6 = 1, 4
 NAME = "tun0"
 ETH_P_ALL, SO_TIMESTAMPNS, PACKET_OUTGOING = 0x0003, 35, 4
-FLAG_BITS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20, "ECE": 0x40, "CWR": 0x80}
 OPT_KIND = {"eol": 0, "nop": 1, "mss": 2, "wscale": 3, "sackOK": 4, "sack": 5, "TS": 8}
 
 
@@ -171,7 +171,7 @@ def decode(packet: bytes, at: float) -> Frame | None:
         return None
     sport, dport, seq, ack, off, bits, win, _, urg = struct.unpack_from("!HHIIBBHHH", tcp)
     hl = (off >> 4) * 4
-    flags = frozenset(n for n, b in FLAG_BITS.items() if bits & b)
+    flags = flags_from_bits(bits)
     return Frame(at, family, src, dst, sport, dport, seq, ack, flags, win, urg, decode_options(tcp[20:hl]),
                  bytes(tcp[hl:]), ttl, tos)
 
