@@ -267,6 +267,24 @@ def _check_segment(seg: SegmentLine, lineno: int) -> None:
                           "add '.' (e.g. 'S.')")
 
 
+#: bytes of each TCP option on the wire (sack: 2 + 8 per block)
+_OPTION_BYTES = {"nop": 1, "eol": 1, "mss": 4, "wscale": 3, "sackOK": 2, "TS": 10}
+
+
+def _unpadded(seg: SegmentLine) -> int:
+    """packetdrill's check of a script's segment (tcp_packet.c): its options' bytes beyond a
+    multiple of 4 (0 where it cannot tell: an option tcplab refuses anyway)."""
+    total = 0
+    for o in seg.options or ():
+        if o.kind == "sack":
+            total += 2 + 8 * len(o.value or ())
+        elif o.kind in _OPTION_BYTES:
+            total += _OPTION_BYTES[o.kind]
+        else:
+            return 0
+    return total & 3
+
+
 def parse_script(text: str, path: Path | None = None) -> Script:
     """A packetdrill script.  A ConfigError names the line, the column and what was expected."""
     from lark.exceptions import UnexpectedInput
@@ -294,6 +312,10 @@ def parse_script(text: str, path: Path | None = None) -> Script:
             try:
                 if action.data == "packet":
                     ev.packet = dataclasses.replace(_tree_to_segment(action.children[0]), line=line)
+                    excess = _unpadded(ev.packet)
+                    if excess:
+                        raise ConfigError(f"{name}:{line}: TCP options are not padded correctly to ensure TCP "
+                                          f"header is a multiple of 4 bytes: {excess} excess bytes (add nop)")
                 elif action.data == "other_packet":
                     ev.text = str(action.children[1])
                 elif action.data == "command":

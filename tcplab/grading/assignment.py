@@ -81,8 +81,10 @@ class Assignment:
 
     def preflight(self, submission: Path) -> list[str]:
         """What makes a submission ungradable, one line each for the student: a missing folder or
-        file, a file too large, a Python file that does not compile.  Empty: grade it.  Nothing
-        of the submission is run here (``compile`` only parses)."""
+        file, a file too large, a Python file that does not compile, a script (``.pkt``) that is
+        not its template with ``>`` lines and results written in (a shell line, a Python block, a
+        given line changed: :mod:`tcplab.grading.script_prediction`).  Empty: grade it.  Nothing
+        of the submission is run here (``compile`` and the script reader only parse)."""
         submission = Path(submission)
         if not submission.is_dir():
             return [f"the submission {submission} is not a folder"]
@@ -102,4 +104,10 @@ class Assignment:
                     problems.append(f"{name} has a syntax error at line {exc.lineno}: {exc.msg}")
                 except ValueError as exc:       # null bytes in the source
                     problems.append(f"{name} cannot be read as Python: {exc}")
+            elif name.endswith(".pkt"):
+                from .script_prediction import Template, read_prediction
+                try:
+                    read_prediction(Template.load(self.path / "starter" / name), f.read_text(errors="replace"), name)
+                except ConfigError as exc:
+                    problems.append(str(exc))
         return problems

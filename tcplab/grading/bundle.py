@@ -1,7 +1,8 @@
 """Gradescope's autograder bundle for an assignment: a zip with ``setup.sh`` (system packages and
 tcplab into /autograder/venv) and ``run_autograder`` (grades /autograder/submission into
-/autograder/results/results.json), plus tcplab's source and the assignment's tests.  The
-reference solution and the starter are left out."""
+/autograder/results/results.json), plus tcplab's source and the assignment's tests and
+starter (public anyway: a script prediction's given lines are checked against it).  The reference
+solution is left out."""
 from __future__ import annotations
 
 import zipfile
@@ -86,4 +87,6 @@ def build_bundle(assignment: Assignment, out: Path) -> list[str]:
             _add_tree(z, root / d, f"tcplab/{d}")
         z.write(assignment.path / "assignment.toml", "assignment/assignment.toml")
         _add_tree(z, assignment.tests, "assignment/tests")
+        if (assignment.path / "starter").is_dir():
+            _add_tree(z, assignment.path / "starter", "assignment/starter")
         return z.namelist()

@@ -85,6 +85,7 @@ class Config:
     bind_port: int = 8080
     connect_port: int = 8080
     timeout: float = 120.0            # a whole run, at most
+    record_tail: float = 0.5          # record mode: how long the kernel's segments are recorded after the last line
 
     def filled(self) -> "Config":
         d = DEFAULTS[self.ip_version]
@@ -194,8 +195,14 @@ def render_line(p: SegmentLine) -> str:
 class Run:
     """One script, one IP version, start to end."""
 
-    def __init__(self, script: Script, config: Config):
+    def __init__(self, script: Script, config: Config, *, record: bool = False, results_of: frozenset = frozenset()):
         self.script, self.cfg = script, config
+        # record mode (grading a prediction, tcplab.grading.kernel): the script has no ``>`` lines;
+        # every segment the kernel sends is recorded, not checked, with the given line it follows,
+        # and the results of the system calls on the lines ``results_of`` are recorded, not checked
+        self.record, self.results_of = record, results_of
+        self.started: dict[int, float] = {}    # record mode: a given line -> when it ran (run time)
+        self.results: dict[int, tuple[int, str]] = {}   # record mode: line -> (result, errno name or "")
         self.fds: dict[int, int] = {}          # script fd -> live fd
         self.peer = Peer()
         self.connecting: int | None = None     # live fd of a connect() whose SYN has not been seen
@@ -240,6 +247,8 @@ class Run:
                     raise Failed(ev.line, ev.source, f"the run took longer than {self.cfg.timeout:g} s")
                 self._event(ev)
             self._await_blocking(final=True)
+            if self.record:        # what the kernel still sends after the last line, for a while
+                self._drain(self.cfg.record_tail)
             if self.script.cleanup_command:
                 r = self._shell(self.script.cleanup_command)
                 if r.returncode != 0:
@@ -325,9 +334,14 @@ class Run:
     def _event(self, ev: Event) -> None:
         at, end = self._resolve(ev)
         if ev.kind == "packet" and ev.packet.direction == ">":
+            if self.record:
+                raise Refused(ev.line, "a recorded script has no > lines: what the kernel sends is recorded")
             self._outbound(ev, at, end)
         else:
             self._wait_until(at)
+            if self.record:
+                self._drain(0.0)
+                self.started[ev.line] = self._now()
             if ev.kind == "packet":
                 self._inbound(ev, at)
             elif ev.kind == "syscall":
@@ -384,6 +398,8 @@ class Run:
             peer.ts_vals, peer.first_ts = {}, None
         if peer.remote_port is None:
             raise Failed(ev.line, ev.source, "a segment injected before any connection (no SYN, no connect())")
+        if self.record and "ACK" in p.flags and peer.live_local_isn is None:
+            self._drain(2.0, until_isn=True)   # its ack counts from the kernel's ISN: wait for its SYN
         syn = "SYN" in p.flags
         if syn and "ACK" in p.flags:           # the peer's SYN-ACK to our connect(): its ISN
             peer.remote_isn = p.seq
@@ -407,8 +423,8 @@ class Run:
                 options.append((o.kind, o.value))
         frame = Frame(0.0, self.cfg.ip_version, self.cfg.remote_ip, self.cfg.local_ip, peer.remote_port,
                       peer.local_port, seq, ack, p.flags, p.win, p.urg or 0, options, b"\0" * p.length)
+        frame.time = time.time()          # before the send: the kernel answers within it
         self.tun.send(frame, gso_mss=self.cfg.mss)
-        frame.time = time.time()
         self.exchange.append((frame.time - self.start, "<", frame, ev.line, p.seq, p.ack or 0))
         self._check_time(ev, "inbound packet", at, None, self._now())
 
@@ -427,17 +443,7 @@ class Run:
         frame = self._sniff(ev, deadline)
         if p.length is not None and frame.length < p.length:
             frame = self._aggregate(ev, frame, p.length, deadline)
-        peer = self.peer
-        if "SYN" in frame.flags:               # the kernel's ISN, and on connect() its port
-            if frame.flags == {"SYN"} and self.connecting is not None:
-                peer.local_port, peer.remote_port = frame.sport, frame.dport
-                peer.remote_isn, peer.ts_vals, peer.first_ts = 0, {}, None
-                self.under_test, self.connecting = self.connecting, None
-            peer.live_local_isn = frame.seq
-            peer.script_local_isn = p.seq if p.seq is not None else 0
-        syn = "SYN" in frame.flags
-        seq = (frame.seq - self._local_offset(syn)) % MOD
-        ack = (frame.ack - self._remote_offset(syn)) % MOD
+        seq, ack = self._learn(frame, p.seq if p.seq is not None else 0)
         actual = render(frame, seq, ack)
         self.exchange.append((frame.time - self.start, ">", frame, ev.line, seq, ack))
         diffs = [f"flags: expected {p.letters!r}"] if p.flags != frame.flags else []
@@ -459,6 +465,38 @@ class Run:
         if diffs:
             raise Failed(ev.line, ev.source, "; ".join(diffs), render_line(p), f"> {actual}")
         self._check_time(ev, "outbound packet", at, end, frame.time - self.start)
+
+    def _learn(self, frame: Frame, script_isn: int) -> tuple[int, int]:
+        """What a segment of the kernel's teaches: its ISN (a SYN's seq, which is ``script_isn``
+        in the script) and on connect() its port; returns its seq and ack in the script's numbers."""
+        peer = self.peer
+        if "SYN" in frame.flags:
+            if frame.flags == {"SYN"} and self.connecting is not None:
+                peer.local_port, peer.remote_port = frame.sport, frame.dport
+                peer.remote_isn, peer.ts_vals, peer.first_ts = 0, {}, None
+                self.under_test, self.connecting = self.connecting, None
+            peer.live_local_isn = frame.seq
+            peer.script_local_isn = script_isn
+        syn = "SYN" in frame.flags
+        return (frame.seq - self._local_offset(syn)) % MOD, (frame.ack - self._remote_offset(syn)) % MOD
+
+    def _drain(self, seconds: float, *, until_isn: bool = False) -> None:
+        """Record mode: every segment of the kernel's that arrived, and those arriving in the next
+        ``seconds`` (or, ``until_isn``, until its first SYN is seen), each with the given line it
+        follows (the last that began before the kernel sent it)."""
+        deadline = time.time() + seconds
+        while True:
+            if until_isn and self.peer.live_local_isn is not None:
+                return
+            frame = self.tun.receive(max(0.0, deadline - time.time()))
+            if frame is None:
+                return
+            if not self._mine(frame):
+                continue
+            seq, ack = self._learn(frame, 0)
+            t = frame.time - self.start
+            after = max((line for line, at in self.started.items() if at <= t), key=self.started.get, default=0)
+            self.exchange.append((t, ">", frame, after, seq, ack))
 
     def _sniff(self, ev: Event, deadline: float) -> Frame:
         while True:
@@ -733,6 +771,9 @@ class Run:
 
     def _result(self, ev: Event, r: int, err: int, *, fd_result: bool = False) -> None:
         sc = ev.syscall
+        if ev.line in self.results_of:
+            self.results[ev.line] = (r, ERRNO_NAMES.get(err, str(err)) if r < 0 else "")
+            return
         want = sc.result
         if fd_result and want >= 0 and r >= 0:
             self.fds[want] = r
@@ -834,6 +875,31 @@ def run_script(path: Path, config: Config, *, text: str | None = None) -> Outcom
                        f"tcplab could not run the script: {type(exc).__name__}: {exc} "
                        f"({Path(where_.filename).name}:{where_.lineno})", 0, run.exchange)
     return Outcome(path, cfg.ip_version, "pass", time.monotonic() - t0, "", 0, run.exchange)
+
+
+@dataclass
+class Recording:
+    """What the kernel did with a script's given lines (record mode): every segment it sent, in
+    ``exchange`` as (time, ">", frame, the given line it followed, seq, ack), the injected ones
+    beside them, in the order they happened (a segment sent in answer to an injected one after
+    it, though stamped a few microseconds before the injection's own clock reading); when each
+    given line ran; the recorded results of system calls, by line."""
+    exchange: list
+    started: dict
+    results: dict
+    remote_isn: int = 0                # the peer's ISN, as the script wrote its SYN
+
+
+def record_script(script: Script, config: Config, results_of: frozenset = frozenset()) -> Recording:
+    """Run ``script`` (no ``>`` lines) in record mode; raises :class:`Refused` for what tcplab
+    does not run and :class:`Failed` where a given line did not hold (a given result, a timing)."""
+    refused = refusals(script)
+    if refused:
+        raise Refused(*refused[0])
+    run = Run(script, _configured(script, config), record=True, results_of=results_of)
+    run.execute()
+    return Recording(list(run.exchange), dict(run.started), dict(run.results),
+                     run.peer.remote_isn)
 
 
 def _configured(script: Script, config: Config) -> Config:

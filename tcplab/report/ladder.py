@@ -10,6 +10,7 @@ beyond a generic monospace font; the SVG stands alone (inline in HTML, or a file
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 
 ROW = 38          # vertical distance between segments
 TOP = 64          # y of the first arrow
@@ -114,3 +115,18 @@ def _state_labels(conn) -> dict[tuple[int, str], str]:
         k = 0 if t == float("-inf") else sum(1 for x in times if x <= t)
         out.setdefault((k, side), []).append(state)
     return {key: " -> ".join(states) for key, states in out.items()}
+
+
+def exchange_files(exchange: list, folder: Path, stem: str, title: str) -> list[Path]:
+    """A scripted peer's exchange (:attr:`tcplab.lab.pkt.Outcome.exchange`) kept for people to
+    look at: ``STEM.pcap`` and ``ladder-STEM.svg`` in ``folder``."""
+    from ..lab.pkt import Outcome
+    from ..lab.pkt_suite import write_pcap
+    from ..observe.trace import Trace
+    pcap = write_pcap(Outcome(Path(stem), 4, "", 0.0, exchange=exchange), Path(folder) / f"{stem}.pcap")
+    out = [pcap]
+    for conn in Trace.from_pcap(pcap).connections()[:1]:
+        svg = Path(folder) / f"ladder-{stem}.svg"
+        svg.write_text(ladder_svg(conn, title=title))
+        out.append(svg)
+    return out

@@ -89,10 +89,7 @@ class LabOutcome:
         return sorted(self.workdir.glob("*.pcap"))
 
     def kept_files(self) -> list[Path]:
-        """What a lab leaves for people to look at: its pcaps, the kernel's sender records and the
-        pictures (ladder and tsg SVGs) beside them."""
-        w = self.workdir
-        return sorted([*w.glob("*.pcap"), *w.glob("*-sender.json"), *w.glob("ladder-*.svg"), *w.glob("tsg-*.svg")])
+        return kept_files(self.workdir)
 
     def failure_sections(self, pictures: list[Path]) -> list[tuple[str, str]]:
         """(title, body) sections of a failed lab: its pcaps, its pictures and its wire."""
@@ -117,6 +114,13 @@ class LabOutcome:
         pcaps = [(p.name, os.path.relpath(p, report_dir)) for p in self.pcaps()]
         return lab_html(claims=claims, points=points, wire=self.wire(), script=script, pictures=pictures,
                         pcaps=pcaps, outcome=outcome)
+
+
+def kept_files(workdir: Path) -> list[Path]:
+    """What a lab leaves in its folder for people to look at: its pcaps, the kernel's sender
+    records and the pictures (ladder and tsg SVGs) beside them."""
+    w = Path(workdir)
+    return sorted([*w.glob("*.pcap"), *w.glob("*-sender.json"), *w.glob("ladder-*.svg"), *w.glob("tsg-*.svg")])
 
 
 def keep_artifacts(folder: Path, heading: str, text: str, sections: list[tuple[str, str]],

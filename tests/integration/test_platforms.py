@@ -17,10 +17,11 @@ REPO = Path(__file__).resolve().parents[2]
 A1 = REPO / "assignments" / "1-client"
 
 
-def unpack_bundle(tmp_path) -> Path:
-    """The bundle built by the command, unpacked the way Gradescope does (/autograder/source)."""
+def unpack_bundle(tmp_path, assignment: Path = A1) -> Path:
+    """The bundle built by the command, unpacked the way Gradescope does (/autograder/source),
+    with the assignment's reference as the submission."""
     z = tmp_path / "autograder.zip"
-    r = subprocess.run([sys.executable, "-m", "tcplab", "bundle", str(A1), "--out", str(z)],
+    r = subprocess.run([sys.executable, "-m", "tcplab", "bundle", str(assignment), "--out", str(z)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     root = tmp_path / "autograder"
@@ -28,9 +29,10 @@ def unpack_bundle(tmp_path) -> Path:
         names = f.namelist()
         f.extractall(root / "source")
     assert {"setup.sh", "run_autograder", "tcplab/pyproject.toml", "assignment/assignment.toml",
-            "assignment/tests/test_client.py"} <= set(names)
-    assert not [n for n in names if "reference" in n or "starter" in n], "the bundle must not carry the solution"
-    shutil.copytree(A1 / "reference", root / "submission")
+            *(f"assignment/tests/{t.name}" for t in (assignment / "tests").glob("test_*.py")),
+            *(f"assignment/starter/{f.name}" for f in (assignment / "starter").iterdir())} <= set(names)
+    assert not [n for n in names if "reference" in n], "the bundle must not carry the solution"
+    shutil.copytree(assignment / "reference", root / "submission")
     return root
 
 
@@ -46,6 +48,12 @@ def test_gradescope_bundle_grades_the_reference(tmp_path):
     res = run_autograder(unpack_bundle(tmp_path))
     assert res["score"] == 10 and len(res["tests"]) == 7
     assert {t["visibility"] for t in res["tests"]} == {"visible"}
+
+
+def test_gradescope_bundle_grades_a_script_prediction(tmp_path):
+    """Assignment 5 through the bundle: the given lines are checked against the starter it carries."""
+    res = run_autograder(unpack_bundle(tmp_path, A1.parent / "5-kernel"))
+    assert res["score"] == 10 and len(res["tests"]) == 3, res
 
 
 DOCKERLIKE = (sys.executable, str(Path(__file__).parent / "dockerlike.py"))
