@@ -314,8 +314,8 @@ def parse_script(text: str, path: Path | None = None) -> Script:
                     ev.packet = dataclasses.replace(_tree_to_segment(action.children[0]), line=line)
                     excess = _unpadded(ev.packet)
                     if excess:
-                        raise ConfigError(f"{name}:{line}: TCP options are not padded correctly to ensure TCP "
-                                          f"header is a multiple of 4 bytes: {excess} excess bytes (add nop)")
+                        raise ValueError(f"TCP options are not padded correctly to ensure TCP header is a "
+                                         f"multiple of 4 bytes: {excess} excess bytes (add nop)")
                 elif action.data == "other_packet":
                     ev.text = str(action.children[1])
                 elif action.data == "command":
@@ -325,7 +325,7 @@ def parse_script(text: str, path: Path | None = None) -> Script:
                 else:
                     sc = action.children[0]
                     kids = sc.children
-                    name = str(kids[0])
+                    call = str(kids[0])
                     rest = kids[1:]
                     errno = note = None
                     while rest and getattr(rest[-1], "type", None) in ("ERRNO", "PAREN"):
@@ -336,7 +336,7 @@ def parse_script(text: str, path: Path | None = None) -> Script:
                             note = str(tok)[1:-1]
                     result = _value(rest.pop())
                     ev.kind = "syscall"
-                    ev.syscall = Syscall(name, [_value(a) for a in rest], result, errno, note)
+                    ev.syscall = Syscall(call, [_value(a) for a in rest], result, errno, note)
             except _Refused as exc:
                 ev.kind, ev.text = "refused", exc.what
             except ValueError as exc:

@@ -25,8 +25,8 @@ def grade(assignment: Path, subs: dict, out: Path) -> dict:
     return {row["student"]: row for row in csv.DictReader(open(out / "grades.csv"))}
 
 
-def test_there_are_four_assignments():
-    assert [p.name for p in ASSIGNMENTS] == ["1-client", "2-handshake", "3-predict", "4-recovery"]
+def test_there_are_five_assignments():
+    assert [p.name for p in ASSIGNMENTS] == ["1-client", "2-handshake", "3-predict", "4-recovery", "5-kernel"]
     for a in ASSIGNMENTS:
         for part in ("README.md", "starter", "reference", "tests"):
             assert (a / part).exists(), f"{a.name} has no {part}"
@@ -121,31 +121,69 @@ def test_recovery_answers_that_are_not_answers_score_zero(tmp_path):
     assert "the ssthresh is a number of segments" in out["whole_flight_lost"]
 
 
-def test_a_machine_without_a_tool_gives_no_grade_never_a_score(tmp_path):
-    """A machine made to lack nft (a private mount namespace puts /dev/null over it): every
-    reference is graded "cannot grade here" with the tool, its package and who installs it; exit
-    4; results.json hidden from the student, with no score of the student's; grades.csv leaves the
-    score empty."""
-    nft = "/usr/sbin/nft"
-    if not Path(nft).exists():
-        pytest.skip("nft is not at /usr/sbin/nft here: sudo ci/setup installs it")
-    for assignment in ASSIGNMENTS:
-        out = tmp_path / assignment.name
-        argv = [sys.executable, "-m", "tcplab", "grade", str(assignment), str(assignment / "reference"), "--out",
-                str(out), "--no-progress", "--results-json", str(out / "gradescope.json")]
-        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                            f'mount --bind /dev/null {nft} && exec "$@"', "hide-nft", *argv],
-                           capture_output=True, text=True, timeout=300)
-        assert r.returncode == 4, r.stderr
-        assert "no grade (cannot grade here:" in r.stderr and "the nft command is not installed" in r.stderr
-        assert "apt-get install nftables" in r.stderr and "Traceback" not in r.stderr
-        for res in (out / "reference" / "results.json", out / "gradescope.json"):
-            data = json.loads(res.read_text())
-            assert data["output"].startswith("cannot grade here:") and "nft" in data["output"], data
-            assert data["visibility"] == "hidden" and data["tests"] == [], data
-            assert data["extra_data"]["tcplab"] == "cannot grade here"
-        row = next(csv.DictReader(open(out / "grades.csv")))
-        assert (row["score"], row["status"]) == ("", "cannot grade here"), row
+#: the tool each assignment cannot grade without: the wire's nft for the labs' hosts, the
+#: template's sysctl line for the scripted peer's scenarios (assignment 5 needs no nft)
+NEEDS = {a.name: ("/usr/sbin/sysctl", "sysctl") if a.name == "5-kernel" else ("/usr/sbin/nft", "the nft command is "
+                                                                               "not installed") for a in ASSIGNMENTS}
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])
+def test_a_machine_without_a_tool_gives_no_grade_never_a_score(assignment, tmp_path):
+    """A machine made to lack a tool the assignment needs (a private mount namespace puts
+    /dev/null over it): the reference is graded "cannot grade here" with the tool (for nft, its
+    package and who installs it); exit 4; results.json hidden from the student, with no score of
+    the student's; grades.csv leaves the score empty."""
+    tool, says = NEEDS[assignment.name]
+    if not Path(tool).exists():
+        pytest.skip(f"{tool} is not installed here: sudo ci/setup installs it")
+    out = tmp_path / assignment.name
+    argv = [sys.executable, "-m", "tcplab", "grade", str(assignment), str(assignment / "reference"), "--out",
+            str(out), "--no-progress", "--results-json", str(out / "gradescope.json")]
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        f'mount --bind /dev/null {tool} && exec "$@"', "hide-tool", *argv],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 4, r.stderr
+    assert "no grade (cannot grade here:" in r.stderr and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    if tool.endswith("nft"):
+        assert "apt-get install nftables" in r.stderr
+    for res in (out / "reference" / "results.json", out / "gradescope.json"):
+        data = json.loads(res.read_text())
+        assert data["output"].startswith("cannot grade here:") and says in data["output"], data
+        assert data["visibility"] == "hidden" and data["tests"] == [], data
+        assert data["extra_data"]["tcplab"] == "cannot grade here"
+    row = next(csv.DictReader(open(out / "grades.csv")))
+    assert (row["score"], row["status"]) == ("", "cannot grade here"), row
+
+
+def test_kernel_predictions_that_are_more_than_text_run_nothing_and_score_zero(tmp_path):
+    """Assignment 5 reads scripts, never runs a student's: a shell line (that would leave a file),
+    a Python block, an option line, an include, a given line changed, a file too big.  Each
+    submission is ungradable with the line and the reason, every test scores 0, and no test ran
+    the kernel (no capture or ladder kept)."""
+    a = REPO / "assignments" / "5-kernel"
+    ref = (a / "reference" / "reset_attempts.pkt").read_text()
+    pwned = tmp_path / "pwned"
+    spoils = {
+        "shell": (ref + f"  2.1 `touch {pwned}`\n", "line 36: shell commands (`...`) are not allowed"),
+        "python": (ref + f"  2.1 %{{ open({str(pwned)!r}, 'w') }}%\n", "line 36: Python blocks (%{ }%) are not allowed"),
+        "option": ("--tolerance_usecs=10000000\n" + ref, "line 1: option lines (--name=value) are not allowed"),
+        "include": ("#include \"/etc/shadow\"\n" + ref, "line 1: includes are not allowed"),
+        "given": (ref.replace("0.81 < R 101:101(0)", "0.81 < R 1:1(0)"), "this line is given and must stay as the "
+                                                                          "template has it: '0.81 < R 101:101(0) win 0'"),
+        "huge": (ref + "//" + "x" * 80_000 + "\n", "KiB: a prediction is at most 64 KiB"),
+    }
+    cls = tmp_path / "class"
+    for who, (text, _) in spoils.items():
+        shutil.copytree(a / "reference", cls / who)
+        (cls / who / "reset_attempts.pkt").write_text(text)
+    grades = grade(a, {}, tmp_path / "out")
+    for who, (_, says) in spoils.items():
+        assert (grades[who]["score"], grades[who]["status"]) == ("0", "ungradable"), grades[who]
+        assert says in grades[who]["note"], grades[who]
+        res = json.loads((tmp_path / "out" / who / "results.json").read_text())
+        assert len(res["tests"]) == 3 and all(t["score"] == 0 and says in t["output"] for t in res["tests"]), res
+        assert not any(t.get("extra_data") for t in res["tests"]), res
+    assert not pwned.exists()
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.name for a in ASSIGNMENTS])
@@ -158,7 +196,7 @@ def test_the_handout_names_only_what_students_get_and_self_tests_with_it(assignm
     for private in ("tests/", "reference/", "--submission", "assignments/"):
         assert private not in readme, f"{assignment.name}/README.md points students at {private}"
     given = {p.name for p in (assignment / "starter").iterdir()} | {"README.md"}
-    named = set(re.findall(r"`([\w.-]+\.(?:py|txt))`", readme))
+    named = set(re.findall(r"`([\w.-]+\.(?:py|txt|pkt))`", readme))
     assert named <= given | {"client.py", "handshake.py"}, named - given
     assert "selftest.py" in given and "python selftest.py" in readme
     outputs = {}
@@ -173,6 +211,9 @@ def test_the_handout_names_only_what_students_get_and_self_tests_with_it(assignm
         outputs[work] = r.stdout
     if assignment.name in ("3-predict", "4-recovery"):      # a format check: the reference reads whole
         assert "line" not in outputs["reference"] and outputs["reference"].count(".txt: ") >= 3
+    elif assignment.name == "5-kernel":                     # a format check, then the scripts on this kernel
+        assert "line" not in outputs["starter"].split("\n")[0] or "'= ?' still to answer" in outputs["starter"]
+        assert "3 passed, 0 failed, 0 refused" in outputs["reference"], outputs["reference"]
     else:                                                   # the exchange, drawn in the notation
         assert "|---- S " in outputs["reference"] and "[ESTABLISHED]" in outputs["reference"], outputs["reference"]
     assert outputs["starter"] != outputs["reference"]

@@ -1,4 +1,6 @@
 """One grammar for the segment notation of labs and for packetdrill scripts (tcplab/script.lark)."""
+from pathlib import Path
+
 import pytest
 
 from tcplab import ConfigError
@@ -66,7 +68,6 @@ def test_a_bad_segment_line_names_the_fix(text, message):
 
 def test_a_script_that_cannot_be_read_names_its_line_and_column():
     with pytest.raises(ConfigError, match=r"x\.pkt:3: cannot read '\+0 > S 0:0\(0\) \?\?' at column 15"):
-        from pathlib import Path
         parse_script("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n\n+0 > S 0:0(0) ??\n", Path("x.pkt"))
 
 
@@ -82,3 +83,15 @@ def test_what_is_not_run_is_refused_by_line_and_name(line, what):
     s = parse_script("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n" + line + "\n")
     (where, why), *_ = refusals(s)
     assert where == 2 and what in why, why
+
+
+@pytest.mark.parametrize("options, excess", [("<mss 1000,sackOK,nop,wscale 6>", 2), ("<sackOK>", 2), ("<nop>", 1)])
+def test_options_not_padded_to_four_bytes_are_an_error_as_in_packetdrill(options, excess):
+    """packetdrill's tcp_packet.c refuses them (google/packetdrill, checked on this kernel): so
+    does tcplab, in both directions, naming the fix."""
+    for direction in "<>":
+        with pytest.raises(ConfigError, match=rf"t\.pkt:2: TCP options are not padded correctly .*: {excess} "
+                                              r"excess bytes \(add nop\)"):
+            parse_script(f"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 {direction} S 0:0(0) win 1 {options}\n",
+                         Path("t.pkt"))
+    parse_script("0 < S 0:0(0) win 1 <mss 1000,nop,nop,sackOK,nop,wscale 6>\n", Path("t.pkt"))   # 12 bytes
