@@ -57,9 +57,14 @@ EXTRA: list[str] = []      # --tolerance_usecs=N, given to both
 def packetdrill_run(pd: str, script: Path, v: int, log: list | None = None) -> tuple[bool, float]:
     defines = [f"-D{k}={val}" for k, val in KSFT_DEFINES[v].items()]
     t0 = time.monotonic()
-    r = subprocess.run(["unshare", "-n", pd, *KSFT_ARGS[v], *EXTRA, *defines, script.name], cwd=script.parent,
-                       capture_output=True, text=True, timeout=120)
+    with subprocess.Popen(["unshare", "-n", pd, *KSFT_ARGS[v], *EXTRA, *defines, script.name], cwd=script.parent,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        out, err = proc.communicate(timeout=120)
     wall = time.monotonic() - t0
+    # the kernel's set_sysctls.py leaves its restore script under packetdrill's pid (unshare execs
+    # packetdrill, so it is this child's): removed, as tcplab pkt removes its own
+    Path(f"/tmp/sysctl_restore_{proc.pid}.sh").unlink(missing_ok=True)
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if log is not None:
         last = ([ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip() and "sysctl: setting" not in ln]
                 or [""])[0]

@@ -113,6 +113,6 @@ def header_of(path: Path) -> dict:
             for w in words:
                 if "=" in w:
                     k, v = w.split("=", 1)
-                    out[k] = float(v) if k == "points" else v
+                    out[k] = (int(float(v)) if float(v).is_integer() else float(v)) if k == "points" else v
             return out
     return {}

@@ -95,3 +95,14 @@ def test_options_not_padded_to_four_bytes_are_an_error_as_in_packetdrill(options
             parse_script(f"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 {direction} S 0:0(0) win 1 {options}\n",
                          Path("t.pkt"))
     parse_script("0 < S 0:0(0) win 1 <mss 1000,nop,nop,sackOK,nop,wscale 6>\n", Path("t.pkt"))   # 12 bytes
+
+
+def test_a_lab_scripts_header_gives_whole_points_as_whole_numbers(tmp_path):
+    from tcplab.lab.pkt_suite import header_of
+    f = tmp_path / "x.pkt"
+    f.write_text("// lab: H7 H8 points=3 hint='the ack is checked'\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n")
+    head = header_of(f)
+    assert head == {"claims": ["H7", "H8"], "points": 3, "hint": "the ack is checked"}
+    assert str(head["points"]) == "3"
+    f.write_text("// lab: H7 points=1.5\n")
+    assert header_of(f)["points"] == 1.5
