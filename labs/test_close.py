@@ -33,7 +33,7 @@ def _open(hosts, family):
 
 @pytest.mark.lab("C2", "C3", "C4", "C5", "C6", "Q1", points=5)
 @pytest.mark.parametrize("first", ["client", "server"], ids=["client-closes", "server-closes"])
-def test_four_way_close(hosts, family, first, record_property):
+def test_four_way_close(hosts, family, first, shows):
     """Either side may close first (C6).  The passive closer ACKs the FIN at once (quickack), so
     the ACK and its own later FIN are two segments: the textbook's four."""
     (hosts.server if first == "client" else hosts.client).quickack(True)
@@ -55,8 +55,9 @@ def test_four_way_close(hosts, family, first, record_property):
         {out} . 2:2(0) ack 2           # active: ack v+1 -> TIME_WAIT; passive -> CLOSED
     """)
     # the lab that teaches the closing transitions (the state diagram names it on their arrows)
-    record_property("shows", "ESTABLISHED>FIN_WAIT_1; ESTABLISHED>CLOSE_WAIT; FIN_WAIT_1>FIN_WAIT_2; "
-                             "FIN_WAIT_2>TIME_WAIT; CLOSE_WAIT>LAST_ACK; LAST_ACK>CLOSED")
+    for old, new in [("ESTABLISHED", "FIN_WAIT_1"), ("ESTABLISHED", "CLOSE_WAIT"), ("FIN_WAIT_1", "FIN_WAIT_2"),
+                     ("FIN_WAIT_2", "TIME_WAIT"), ("CLOSE_WAIT", "LAST_ACK"), ("LAST_ACK", "CLOSED")]:
+        shows(old, new)
 
 
 # The server's FIN is sent again if the client's ACK of it takes longer than the 20 ms retransmission

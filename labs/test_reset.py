@@ -10,7 +10,7 @@ from tcplab import HANDSHAKE, Unsupported
 
 
 @pytest.mark.lab("R2", points=3)
-def test_syn_to_closed_port_gets_rst(hosts, family, record_property):
+def test_syn_to_closed_port_gets_rst(hosts, family, shows):
     with hosts.capture() as cap:
         with pytest.raises(ConnectionRefusedError):
             hosts.client.connect((hosts.server.addr(family), 9), timeout=5)
@@ -26,7 +26,7 @@ def test_syn_to_closed_port_gets_rst(hosts, family, record_property):
     except Unsupported:      # no state timeline here: the segments alone make this lab
         return
     assert path == ["CLOSED", "SYN_SENT", "CLOSED"]
-    record_property("shows", "SYN_SENT>CLOSED on RST")
+    shows("SYN_SENT", "CLOSED", on="RST")
 
 
 @pytest.mark.lab("R2", points=3)

@@ -48,7 +48,7 @@ def _gone_or_timewait(conn):
 
 
 @pytest.mark.lab("H1", "H2", "H3", "C2", "C3", "C4", "C5", points=3)
-def test_states_of_an_open_and_a_close(hosts, family, record_property):
+def test_states_of_an_open_and_a_close(hosts, family, shows):
     """The textbook's two pictures, from the kernel's own record: the client goes CLOSED ->
     SYN_SENT -> ESTABLISHED -> FIN_WAIT_1 -> FIN_WAIT_2 -> TIME_WAIT, the server's connection
     LISTEN -> SYN_RECV -> ESTABLISHED -> CLOSE_WAIT -> LAST_ACK -> CLOSED."""
@@ -68,7 +68,8 @@ def test_states_of_an_open_and_a_close(hosts, family, record_property):
     assert client_record.path(textbook=False)[-2:] == ["FIN_WAIT_2", "CLOSED"]   # the timewait socket
     # a listener of its own: listen() and close() are its only changes
     assert cap.states(listener).steps() == [("CLOSED", "LISTEN"), ("LISTEN", "CLOSED")]
-    record_property("shows", "CLOSED>LISTEN; LISTEN>CLOSED")
+    shows("CLOSED", "LISTEN")
+    shows("LISTEN", "CLOSED")
     assert conn.states("server").path() == ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
     # each change is where the segments say: SYN_SENT before the SYN left, ESTABLISHED once the SYN-ACK came
     states = conn.states()
@@ -113,7 +114,7 @@ def test_simultaneous_open(hosts, family):
 
 
 @pytest.mark.lab("C2", "C5", points=4)
-def test_simultaneous_close(hosts, family, record_property):
+def test_simultaneous_close(hosts, family, shows):
     """Both ends close at once: the two FINs cross, each end receives the other's FIN while its
     own is unacknowledged and goes FIN_WAIT_1 -> CLOSING -> TIME_WAIT.  Both end in TIME_WAIT.
     (The retransmission floor is 1 s here, and tail loss probes off, so that the held FINs are
@@ -161,11 +162,12 @@ def test_simultaneous_close(hosts, family, record_property):
         assert [s for s in seen[side] if s != "FIN_WAIT_1"] == ["ESTABLISHED", "CLOSING", "TIME_WAIT"], \
             f"{side}: {seen[side]}"
         assert "FIN_WAIT_1" in seen[side] or ("ESTABLISHED", "FIN_WAIT_1") in recorded(conn, side)
-    record_property("shows", "FIN_WAIT_1>CLOSING; CLOSING>TIME_WAIT")
+    shows("FIN_WAIT_1", "CLOSING")
+    shows("CLOSING", "TIME_WAIT")
 
 
 @pytest.mark.lab("C2", "R2", points=3)
-def test_rst_in_closing(hosts, family, record_property):
+def test_rst_in_closing(hosts, family, shows):
     """CLOSING -> CLOSED on a RST.  The client closes its sending side, but its FIN (and every copy
     of it) is lost on the wire, so the client stays in FIN_WAIT_1.  The server then closes too: its
     FIN reaches a client whose own FIN is unacknowledged, so the client goes to CLOSING, and its ACK
@@ -194,11 +196,11 @@ def test_rst_in_closing(hosts, family, record_property):
     assert fins and all(conn.is_lost(i) for i in fins), conn.ladder()
     if cap.states_unavailable is None:      # the kernel's record, where there is one
         assert conn.states("client").path(textbook=False)[-3:] == ["FIN_WAIT_1", "CLOSING", "CLOSED"]
-    record_property("shows", "CLOSING>CLOSED on RST")
+    shows("CLOSING", "CLOSED", on="RST")
 
 
 @pytest.mark.lab("C2", "C5", "Q1", points=3)
-def test_fin_wait_1_straight_to_time_wait(hosts, family, record_property):
+def test_fin_wait_1_straight_to_time_wait(hosts, family, shows):
     """The server's ACK of the client's FIN is lost, and its own FIN (which acknowledges the
     client's) arrives first: the client goes from FIN_WAIT_1 to TIME_WAIT on that one segment.
     The kernel records it as FIN_WAIT_1 -> FIN_WAIT_2 -> (timewait), both at the same instant.
@@ -231,7 +233,7 @@ def test_fin_wait_1_straight_to_time_wait(hosts, family, record_property):
     assert abs(tw.time - fw2.time) < 0.001 and fw2.time >= fin.time - 0.001, \
         "both changes come from the server's F. segment"
     assert client.state() == "TIME_WAIT"
-    record_property("shows", "FIN_WAIT_1>TIME_WAIT")
+    shows("FIN_WAIT_1", "TIME_WAIT")
 
 
 RESET_SCENES = {
@@ -251,7 +253,7 @@ ABORTING_SIDE_STATE = {"ESTABLISHED": "ESTABLISHED", "FIN_WAIT_1": "ESTABLISHED"
 
 @pytest.mark.lab("R2", points=2)
 @pytest.mark.parametrize("state", list(RESET_SCENES))
-def test_rst_in_a_synchronized_state(hosts, family, state, record_property):
+def test_rst_in_a_synchronized_state(hosts, family, state, shows):
     """A socket in each synchronized state gets the peer's RST (an abortive close, SO_LINGER 0)
     and goes straight to CLOSED: no FIN, no TIME_WAIT.  Half-closes (shutdown) keep the sockets
     full sockets, so the kernel's record shows each state."""
@@ -282,11 +284,11 @@ def test_rst_in_a_synchronized_state(hosts, family, state, record_property):
     assert (last.old, last.new) == (state, "CLOSED"), f"the {receiver}'s last change: {last}"
     rst = [s for s in conn if "RST" in s.flags]
     assert len(rst) == 1 and conn.side(rst[0]) != receiver and not conn.is_lost(conn.segments.index(rst[0]))
-    record_property("shows", f"{state}>CLOSED on RST")
+    shows(state, "CLOSED", on="RST")
 
 
 @pytest.mark.lab("R2", "H2", points=3)
-def test_rst_to_a_half_open_connection(hosts, family, record_property):
+def test_rst_to_a_half_open_connection(hosts, family, shows):
     """The handshake's ACK is lost, so the server holds a half-open connection (a request socket,
     SYN_RECV in sock_diag).  The client, which thinks it is connected, resets: the request socket
     goes, the listener stays in LISTEN and nothing reaches accept()."""
@@ -310,7 +312,7 @@ def test_rst_to_a_half_open_connection(hosts, family, record_property):
     """)
     assert conn.states("client").path() == ["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSED"]
     assert conn.states("server") == []   # a request socket never shows in the kernel's record
-    record_property("shows", "SYN_RECV>LISTEN on RST")
+    shows("SYN_RECV", "LISTEN", on="RST")
 
 
 @pytest.mark.lab("H1", "R1", points=3)
@@ -369,7 +371,7 @@ def test_new_syn_reuses_a_time_wait_pair(hosts, family):
 
 @pytest.mark.slow
 @pytest.mark.lab("C5", "Q2", points=2)
-def test_time_wait_ends_after_60_seconds(hosts, family, record_property):
+def test_time_wait_ends_after_60_seconds(hosts, family, shows):
     """TIME_WAIT -> CLOSED: the timewait socket of the side that closed first is gone 60 s later
     (Linux's TCP_TIMEWAIT_LEN, fixed).  Slow: run with --tcplab-slow (CI's VM stage does)."""
     client, peer = _open(hosts, family)
@@ -381,11 +383,11 @@ def test_time_wait_ends_after_60_seconds(hosts, family, record_property):
     client.wait_state("CLOSED", timeout=90)
     took = time.monotonic() - t0
     assert 58.5 <= took <= 63, f"TIME_WAIT lasted {took:.1f} s, expected 60 s"
-    record_property("shows", "TIME_WAIT>CLOSED")
+    shows("TIME_WAIT", "CLOSED")
 
 
 @pytest.mark.lab("H1", "C2", points=3)
-def test_close_during_a_simultaneous_open(hosts, family, record_property):
+def test_close_during_a_simultaneous_open(hosts, family, shows):
     """SYN_RECEIVED -> FIN_WAIT_1: in a simultaneous open, the client closes its sending side while
     in SYN_RECV (what the other end sends to end it is lost once); its FIN follows its SYN-ACK, and
     the connection completes into FIN_WAIT_1 -> FIN_WAIT_2."""
@@ -421,7 +423,7 @@ def test_close_during_a_simultaneous_open(hosts, family, record_property):
     # record: a slow machine can pass through it between two polls although its FIN was sent
     polled = seen["client"]
     if ("SYN_RECV", "FIN_WAIT_1") in [*zip(polled, polled[1:]), *recorded(conn, "client")]:
-        record_property("shows", "SYN_RECV>FIN_WAIT_1")
+        shows("SYN_RECV", "FIN_WAIT_1")
 
 
 def test_a_listener_cannot_start_a_connection(hosts, family):

@@ -2,9 +2,10 @@
 
 Every transition of the figure, plus the resets the RFC's text describes, is a row of
 :data:`TRANSITIONS`.  A lab shows a transition when its JUnit XML lists it: the plugin records
-``transitions`` (``A>B``, from the kernel's state record and sock_diag pollers) and labs add
-``shows`` (``A>B`` or ``A>B on RST``) for what those cannot see (a listener closing, a request
-socket dropped, a reset).  :func:`diagram_svg` colours each arrow by where it was observed;
+``transitions`` (``A>B``, from the kernel's state record and sock_diag pollers) and labs declare
+what they assert with the ``shows`` fixture (``shows("CLOSING", "CLOSED", on="RST")``), which
+the plugin writes as the ``shows`` property: that is how a lab shows what the record cannot see
+(a listener closing, a request socket dropped, a reset).  :func:`diagram_svg` colours each arrow by where it was observed;
 :func:`table_md` lists every row with its labs and results.  Transitions that Linux or the
 sockets API cannot produce carry the reason instead of a lab.
 """
@@ -56,6 +57,20 @@ TRANSITIONS = [
     Transition("LAST_ACK", "CLOSED", "rcv ACK of FIN"),
 ] + [Transition(s, "CLOSED", "rcv RST", rst=True)
      for s in ("SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING", "LAST_ACK")]
+
+def transition(old: str, new: str, *, on: str | None = None) -> Transition:
+    """The diagram's transition ``old -> new`` (``on="RST"``: caused by a reset), or a
+    ConfigError listing the transitions there are from ``old``."""
+    from ..errors import ConfigError
+    if on not in (None, "RST"):
+        raise ConfigError(f"on={on!r}: the only cause a transition names is on=\"RST\"")
+    for t in TRANSITIONS:
+        if (t.src, t.dst, t.rst) == (old, new, on == "RST"):
+            return t
+    there = [f"{t.dst}" + (" (on=\"RST\")" if t.rst else "") for t in TRANSITIONS if t.src == old]
+    raise ConfigError(f"{old} -> {new}" + (" on RST" if on else "") + " is not a transition of RFC 9293's diagram; "
+                      + (f"from {old}: {', '.join(there)}" if there else f"{old!r} is not one of its states"))
+
 
 #: box centres of the picture, laid out like the RFC's figure
 POS = {"CLOSED": (510, 70), "LISTEN": (510, 180), "SYN_RECV": (210, 290), "SYN_SENT": (840, 290),

@@ -2,6 +2,8 @@
 names them, the impossible transitions and their reasons, a valid SVG."""
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from tcplab.observe.states import StateChange, gaps, textbook_path
 from tcplab.report.statediagram import TRANSITIONS, diagram_svg, observed, table_md
 
@@ -190,3 +192,17 @@ def test_no_label_runs_into_a_box_another_label_or_off_the_picture(tmp_path):
         assert AREA[0] <= r[0] and r[2] <= AREA[2], labels[i][4]
         assert not [b for b in boxes if overlaps(r, b)], f"{labels[i][4]} runs into a state's box"
         assert not [labels[j][4] for j, o in enumerate(rects) if j != i and overlaps(r, o)], labels[i][4]
+
+
+def test_a_lab_declares_a_transition_of_the_diagram_or_hears_which_there_are():
+    from tcplab import ConfigError
+    from tcplab.report.statediagram import transition
+    assert transition("CLOSING", "CLOSED", on="RST").key == "CLOSING>CLOSED on RST"
+    assert transition("FIN_WAIT_1", "CLOSING").key == "FIN_WAIT_1>CLOSING"
+    with pytest.raises(ConfigError, match=r"FIN_WAIT_2 -> CLOSING is not a transition of RFC 9293's diagram; "
+                                          r"from FIN_WAIT_2: TIME_WAIT, CLOSED \(on=\"RST\"\)"):
+        transition("FIN_WAIT_2", "CLOSING")
+    with pytest.raises(ConfigError, match="'ESTABLISH' is not one of its states"):
+        transition("ESTABLISH", "CLOSED")
+    with pytest.raises(ConfigError, match=r"on='FIN': the only cause a transition names is on=\"RST\""):
+        transition("ESTABLISHED", "CLOSE_WAIT", on="FIN")
