@@ -7,9 +7,9 @@ import ctypes
 import errno as errno_mod
 import os
 import socket
-import struct
 
 from ..errors import ConfigError
+from ..observe.tcpinfo import TCP_INFO_SIZE, tcp_info_values
 from ..script import BitOr, Field, Script, Symbol
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -133,26 +133,8 @@ def _int(v) -> int:
     raise ConfigError(f"{v!r} is not a number")
 
 
-# -- struct tcp_info, as packetdrill names its fields -------------------------------------------
+# -- what a %{ }% block reads -----------------------------------------------------------------
 
-TCP_INFO_FIELDS = [
-    ("tcpi_state", "B"), ("tcpi_ca_state", "B"), ("tcpi_retransmits", "B"), ("tcpi_probes", "B"),
-    ("tcpi_backoff", "B"), ("tcpi_options", "B"), ("_wscale", "B"), ("_flags", "B"),
-    ("tcpi_rto", "I"), ("tcpi_ato", "I"), ("tcpi_snd_mss", "I"), ("tcpi_rcv_mss", "I"), ("tcpi_unacked", "I"),
-    ("tcpi_sacked", "I"), ("tcpi_lost", "I"), ("tcpi_retrans", "I"), ("tcpi_fackets", "I"),
-    ("tcpi_last_data_sent", "I"), ("tcpi_last_ack_sent", "I"), ("tcpi_last_data_recv", "I"),
-    ("tcpi_last_ack_recv", "I"), ("tcpi_pmtu", "I"), ("tcpi_rcv_ssthresh", "I"), ("tcpi_rtt", "I"),
-    ("tcpi_rttvar", "I"), ("tcpi_snd_ssthresh", "I"), ("tcpi_snd_cwnd", "I"), ("tcpi_advmss", "I"),
-    ("tcpi_reordering", "I"), ("tcpi_rcv_rtt", "I"), ("tcpi_rcv_space", "I"), ("tcpi_total_retrans", "I"),
-    ("tcpi_pacing_rate", "Q"), ("tcpi_max_pacing_rate", "Q"), ("tcpi_bytes_acked", "Q"),
-    ("tcpi_bytes_received", "Q"), ("tcpi_segs_out", "I"), ("tcpi_segs_in", "I"), ("tcpi_notsent_bytes", "I"),
-    ("tcpi_min_rtt", "I"), ("tcpi_data_segs_in", "I"), ("tcpi_data_segs_out", "I"), ("tcpi_delivery_rate", "Q"),
-    ("tcpi_busy_time", "Q"), ("tcpi_rwnd_limited", "Q"), ("tcpi_sndbuf_limited", "Q"), ("tcpi_delivered", "I"),
-    ("tcpi_delivered_ce", "I"), ("tcpi_bytes_sent", "Q"), ("tcpi_bytes_retrans", "Q"), ("tcpi_dsack_dups", "I"),
-    ("tcpi_reord_seen", "I"), ("tcpi_rcv_ooopack", "I"), ("tcpi_snd_wnd", "I"), ("tcpi_rcv_wnd", "I"),
-    ("tcpi_rehash", "I"), ("tcpi_total_rto", "H"), ("tcpi_total_rto_recoveries", "H"), ("tcpi_total_rto_time", "I"),
-]
-_TCP_INFO = struct.Struct("=" + "".join(f for _, f in TCP_INFO_FIELDS))
 SK_MEMINFO = ("RMEM_ALLOC", "RCVBUF", "WMEM_ALLOC", "SNDBUF", "FWD_ALLOC", "WMEM_QUEUED", "OPTMEM", "BACKLOG",
               "DROPS")
 
@@ -160,15 +142,13 @@ SK_MEMINFO = ("RMEM_ALLOC", "RCVBUF", "WMEM_ALLOC", "SNDBUF", "FWD_ALLOC", "WMEM
 def socket_state(fd: int) -> dict:
     """The names a ``%{ }%`` block reads: ``tcpi_*`` (TCP_INFO, fields the kernel does not fill
     are 0) and ``SK_MEMINFO_*`` (SO_MEMINFO)."""
-    buf = ctypes.create_string_buffer(_TCP_INFO.size)
-    n = ctypes.c_uint32(_TCP_INFO.size)
+    buf = ctypes.create_string_buffer(TCP_INFO_SIZE)
+    n = ctypes.c_uint32(TCP_INFO_SIZE)
     if _libc.getsockopt(fd, 6, 11, buf, ctypes.byref(n)) != 0:
         raise OSError(ctypes.get_errno(), "getsockopt(TCP_INFO)")
-    values = dict(zip((k for k, _ in TCP_INFO_FIELDS), _TCP_INFO.unpack(buf.raw)))
-    values["tcpi_snd_wscale"], values["tcpi_rcv_wscale"] = values["_wscale"] & 0xF, values["_wscale"] >> 4
-    values["tcpi_delivery_rate_app_limited"] = values["_flags"] & 1
+    values = tcp_info_values(buf.raw[:n.value])
     mem = (ctypes.c_uint32 * len(SK_MEMINFO))()
     n = ctypes.c_uint32(ctypes.sizeof(mem))
     if _libc.getsockopt(fd, 1, 55, mem, ctypes.byref(n)) == 0:
         values.update({f"SK_MEMINFO_{k}": mem[i] for i, k in enumerate(SK_MEMINFO)})
-    return {k: v for k, v in values.items() if not k.startswith("_")}
+    return values

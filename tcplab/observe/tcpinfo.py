@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-#: struct tcp_info up to tcpi_total_retrans (include/uapi/linux/tcp.h; the same on every kernel
-#: tcplab supports): 8 one-byte fields, then 24 u32
-_TCP_INFO = struct.Struct("<8B24I")
+#: struct tcp_info as Linux 6.x fills it (include/uapi/linux/tcp.h), in packetdrill's names (its
+#: ``%{ }%`` blocks read them); ``_wscale`` and ``_flags`` are bit fields split out below
+TCP_INFO_FIELDS = [
+    ("tcpi_state", "B"), ("tcpi_ca_state", "B"), ("tcpi_retransmits", "B"), ("tcpi_probes", "B"),
+    ("tcpi_backoff", "B"), ("tcpi_options", "B"), ("_wscale", "B"), ("_flags", "B"),
+    ("tcpi_rto", "I"), ("tcpi_ato", "I"), ("tcpi_snd_mss", "I"), ("tcpi_rcv_mss", "I"), ("tcpi_unacked", "I"),
+    ("tcpi_sacked", "I"), ("tcpi_lost", "I"), ("tcpi_retrans", "I"), ("tcpi_fackets", "I"),
+    ("tcpi_last_data_sent", "I"), ("tcpi_last_ack_sent", "I"), ("tcpi_last_data_recv", "I"),
+    ("tcpi_last_ack_recv", "I"), ("tcpi_pmtu", "I"), ("tcpi_rcv_ssthresh", "I"), ("tcpi_rtt", "I"),
+    ("tcpi_rttvar", "I"), ("tcpi_snd_ssthresh", "I"), ("tcpi_snd_cwnd", "I"), ("tcpi_advmss", "I"),
+    ("tcpi_reordering", "I"), ("tcpi_rcv_rtt", "I"), ("tcpi_rcv_space", "I"), ("tcpi_total_retrans", "I"),
+    ("tcpi_pacing_rate", "Q"), ("tcpi_max_pacing_rate", "Q"), ("tcpi_bytes_acked", "Q"),
+    ("tcpi_bytes_received", "Q"), ("tcpi_segs_out", "I"), ("tcpi_segs_in", "I"), ("tcpi_notsent_bytes", "I"),
+    ("tcpi_min_rtt", "I"), ("tcpi_data_segs_in", "I"), ("tcpi_data_segs_out", "I"), ("tcpi_delivery_rate", "Q"),
+    ("tcpi_busy_time", "Q"), ("tcpi_rwnd_limited", "Q"), ("tcpi_sndbuf_limited", "Q"), ("tcpi_delivered", "I"),
+    ("tcpi_delivered_ce", "I"), ("tcpi_bytes_sent", "Q"), ("tcpi_bytes_retrans", "Q"), ("tcpi_dsack_dups", "I"),
+    ("tcpi_reord_seen", "I"), ("tcpi_rcv_ooopack", "I"), ("tcpi_snd_wnd", "I"), ("tcpi_rcv_wnd", "I"),
+    ("tcpi_rehash", "I"), ("tcpi_total_rto", "H"), ("tcpi_total_rto_recoveries", "H"), ("tcpi_total_rto_time", "I"),
+]
+_TCP_INFO = struct.Struct("=" + "".join(f for _, f in TCP_INFO_FIELDS))
+TCP_INFO_SIZE = _TCP_INFO.size
+
+
+def tcp_info_values(raw: bytes) -> dict[str, int]:
+    """Every field of a raw ``struct tcp_info`` (getsockopt's, or sock_diag's INET_DIAG_INFO) by
+    its ``tcpi_`` name; fields an older kernel does not fill are 0."""
+    v = dict(zip((k for k, _ in TCP_INFO_FIELDS), _TCP_INFO.unpack(raw[:TCP_INFO_SIZE].ljust(TCP_INFO_SIZE, b"\0"))))
+    v["tcpi_snd_wscale"], v["tcpi_rcv_wscale"] = v["_wscale"] & 0xF, v["_wscale"] >> 4
+    v["tcpi_delivery_rate_app_limited"] = v["_flags"] & 1
+    return {k: x for k, x in v.items() if not k.startswith("_")}
 
 
 @dataclass(frozen=True)
@@ -38,13 +65,5 @@ class TcpInfo:
 
     @classmethod
     def unpack(cls, raw: bytes) -> "TcpInfo":
-        v = _TCP_INFO.unpack_from(raw.ljust(_TCP_INFO.size, b"\0"))
-        (_state, ca_state, retransmits, probes, backoff, options, wscale, _b7,
-         rto, ato, snd_mss, rcv_mss, unacked, sacked, lost, retrans, _fackets,
-         _lds, _las, _ldr, _lar, _pmtu, _rcv_ssthresh, rtt, _rttvar, snd_ssthresh, snd_cwnd, advmss,
-         reordering, _rcv_rtt, _rcv_space, total_retrans) = v
-        return cls(ca_state=ca_state, retransmits=retransmits, probes=probes, backoff=backoff, options=options,
-                   snd_wscale=wscale & 0xF, rcv_wscale=wscale >> 4, rto=rto, ato=ato, snd_mss=snd_mss,
-                   rcv_mss=rcv_mss, unacked=unacked, sacked=sacked, lost=lost, retrans=retrans, rtt=rtt,
-                   snd_ssthresh=snd_ssthresh, snd_cwnd=snd_cwnd, advmss=advmss, reordering=reordering,
-                   total_retrans=total_retrans)
+        v = tcp_info_values(raw)
+        return cls(**{f.name: v[f"tcpi_{f.name}"] for f in fields(cls)})
