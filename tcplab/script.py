@@ -186,6 +186,8 @@ def _option(o, line: int) -> Option:
         return Option("TS", (int(kids[0]), int(kids[1])) if kids else None)
     if kind == "sack":
         return Option("sack", tuple(tuple(int(x) for x in b.children[0].split(":")) for b in o.children))
+    if kids[0] in ("FO", "FOEXP"):          # Fast Open: its cookie as written (hex, a -D name, or none)
+        return Option(kids[0], "".join(kids[1:]))
     return Option(kids[0], tuple(kids[1:]))
 
 

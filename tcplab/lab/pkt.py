@@ -40,7 +40,7 @@ from pathlib import Path
 from ..errors import ConfigError, TcplabError
 from ..notation import letters
 from ..script import ELLIPSIS, NULL, Event, Field, Script, SegmentLine, Symbol, parse_script
-from .pkt_names import ERRNO_NAMES, _int, refusals, socket_state
+from .pkt_names import ERRNO_NAMES, SYMBOLS, _int, refusals, socket_state
 from ..wire.netns import Namespace
 from ..wire.tun import Frame, Tun, prefix_of
 
@@ -170,6 +170,8 @@ def _options_text(options) -> str:
             parts.append(f"TS val {v[0]} ecr {v[1]}" if v else "TS")
         elif k == "sack":
             parts.append("sack " + " ".join(f"{a}:{b}" for a, b in v))
+        elif k in ("FO", "FOEXP"):
+            parts.append(f"{k} {v.hex() if isinstance(v, bytes) else v}".rstrip())
         elif v is None:
             parts.append(k)
         else:
@@ -388,7 +390,7 @@ class Run:
         if p.win is None:
             raise Failed(ev.line, ev.source, "an injected segment needs its window: win N")
         peer = self.peer
-        if p.flags == {"SYN"} and self.listening:   # a new connection to the listener (packetdrill's rule)
+        if "SYN" in p.flags and "ACK" not in p.flags and self.listening:   # a new connection to the listener (packetdrill's rule)
             self.listening = False
             peer.remote_isn = p.seq
             peer.remote_port = self.next_port
@@ -419,6 +421,8 @@ class Run:
                 options.append(("TS", (val, ecr)))
             elif o.kind == "sack":
                 options.append(("sack", tuple(((a + off) % MOD, (b + off) % MOD) for a, b in o.value)))
+            elif o.kind in ("FO", "FOEXP"):
+                options.append((o.kind, self._cookie(ev, o.value)))
             else:
                 options.append((o.kind, o.value))
         frame = Frame(0.0, self.cfg.ip_version, self.cfg.remote_ip, self.cfg.local_ip, peer.remote_port,
@@ -459,7 +463,7 @@ class Run:
         if (p.urg or 0) != frame.urg:
             diffs.append(f"urg: expected {p.urg or 0}, actual {frame.urg}")
         if not p.any_options:
-            diffs += self._options(p, frame)
+            diffs += self._options(ev, frame)
         if frame.payload.strip(b"\0"):
             diffs.append("the payload is not the bytes the script wrote")
         if diffs:
@@ -528,7 +532,8 @@ class Run:
                      (last.flags - {"CWR"}) | (first.flags & {"CWR"}), last.win, last.urg, last.options,
                      b"".join(f.payload for f in frames), last.ttl, last.tos)
 
-    def _options(self, p: SegmentLine, frame: Frame) -> list[str]:
+    def _options(self, ev: Event, frame: Frame) -> list[str]:
+        p = ev.packet
         want = list(p.options or ())
         got = frame.options
         if [o.kind for o in want] != [k for k, _ in got]:
@@ -548,6 +553,10 @@ class Run:
                         tol = max(self.cfg.tolerance_usecs, self.cfg.tolerance_percent / 100 * self._now() * 1e6)
                         if abs(((live_val - expected_live + (1 << 31)) % MOD) - (1 << 31)) * tick > tol:
                             out.append(f"bad outbound TCP timestamp value {live_val} (script {script_val})")
+            elif k in ("FO", "FOEXP"):
+                if o.value is not None and v != self._cookie(ev, o.value):
+                    out.append(f"{k}: expected cookie {self._cookie(ev, o.value).hex() or '(none)'}, "
+                               f"actual {v.hex() or '(none)'}")
             elif k == "sack":
                 off = self._remote_offset(False)
                 got_blocks = tuple(((a - off) % MOD, (b - off) % MOD) for a, b in v)
@@ -556,6 +565,16 @@ class Run:
             elif o.value is not None and v != o.value:
                 out.append(f"{k}: expected {o.value}, actual {v}")
         return out
+
+    def _cookie(self, ev: Event, text: str) -> bytes:
+        """A Fast Open cookie as a script writes it: hex digits, or a -D name standing for them
+        (packetdrill's lexer substitutes every defined word)."""
+        text = str(self.cfg.defines.get(text, text))
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            raise Failed(ev.line, ev.source, f"the Fast Open cookie {text!r} is not an "
+                         "even number of hex digits (or a -D name for them)") from None
 
     # -- system calls --------------------------------------------------------------------------
     def _syscall(self, ev: Event, at: float, end: float | None) -> None:
@@ -664,7 +683,11 @@ class Run:
         elif name in ("sendto", "recvfrom"):
             n = _int(a[2])
             buf = self._buffer(a[1], n)
-            if name == "sendto":
+            if name == "sendto" and _int(a[3]) & SYMBOLS["MSG_FASTOPEN"]:     # a connect with data
+                addr, alen = self._sockaddr(self.cfg.remote_ip, self.cfg.connect_port)
+                self.connecting = fd
+                r = libc.sendto(fd, buf, ctypes.c_size_t(n), _int(a[3]), addr, alen)
+            elif name == "sendto":
                 r = libc.sendto(fd, buf, ctypes.c_size_t(n), _int(a[3]), None, 0)
             else:
                 r = libc.recvfrom(fd, buf, ctypes.c_size_t(n), _int(a[3]), None, None)
@@ -687,7 +710,7 @@ class Run:
                 else:
                     raise Refused(ev.line, f"setsockopt with {sorted(fields)} is not supported")
             elif isinstance(value, str):
-                raw = value.encode() + b"\0"
+                raw = value.encode("latin-1") + b"\0"      # "\xa1...": one byte per escape
             else:
                 raise Refused(ev.line, f"setsockopt's value {value!r} is not supported")
             buf = ctypes.create_string_buffer(raw, len(raw))

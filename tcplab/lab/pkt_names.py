@@ -32,7 +32,9 @@ def _symbols() -> dict[str, int]:
                  TCP_KEEPIDLE=4, TCP_KEEPINTVL=5, TCP_KEEPCNT=6, TCP_SYNCNT=7, TCP_LINGER2=8, TCP_QUICKACK=12,
                  TCP_WINDOW_CLAMP=10, TCP_INFO=11, TCP_DEFER_ACCEPT=9, TCP_THIN_LINEAR_TIMEOUTS=16,
                  POLLIN=1, POLLPRI=2, POLLOUT=4, POLLERR=8, POLLHUP=16, POLLNVAL=32, POLLRDNORM=0x40,
-                 POLLWRNORM=0x100, POLLRDHUP=0x2000, F_GETFL=3, F_SETFL=4, F_GETFD=1, F_SETFD=2)
+                 POLLWRNORM=0x100, POLLRDHUP=0x2000, F_GETFL=3, F_SETFL=4, F_GETFD=1, F_SETFD=2,
+                 TCP_FASTOPEN=23, TCP_FASTOPEN_CONNECT=30, TCP_FASTOPEN_KEY=33, TCP_FASTOPEN_NO_COOKIE=34,
+                 MSG_FASTOPEN=0x20000000)
     return names
 
 
@@ -40,12 +42,9 @@ SYMBOLS = _symbols()
 ERRNO_NAMES = dict(errno_mod.errorcode)        # 11 -> "EAGAIN"
 
 #: what tcplab does not run yet, refused by name (a feature: where it shows)
-UNSUPPORTED_OPTIONS = {"FO": "TCP Fast Open", "FOEXP": "TCP Fast Open", "md5": "TCP MD5 signatures",
+UNSUPPORTED_OPTIONS = {"md5": "TCP-MD5 (RFC 2385)",
                        "ECN": "AccECN", "exp": "experimental TCP options"}
-UNSUPPORTED_SYMBOLS = {"TCP_FASTOPEN": "TCP Fast Open", "TCP_FASTOPEN_CONNECT": "TCP Fast Open",
-                       "TCP_FASTOPEN_KEY": "TCP Fast Open", "TCP_FASTOPEN_NO_COOKIE": "TCP Fast Open",
-                       "MSG_FASTOPEN": "TCP Fast Open",
-                       "SO_TIMESTAMPING": "SO_TIMESTAMPING", "TCP_MD5SIG": "TCP MD5 signatures",
+UNSUPPORTED_SYMBOLS = {"SO_TIMESTAMPING": "SO_TIMESTAMPING", "TCP_MD5SIG": "TCP-MD5 (RFC 2385)",
                        "TCP_ZEROCOPY_RECEIVE": "zero-copy receive", "SCM_TIMESTAMPING": "SO_TIMESTAMPING",
                        "TCP_TX_DELAY": "TCP_TX_DELAY", "SO_TXTIME": "SO_TXTIME", "TCP_ULP": "TCP ULPs (kTLS)",
                        "TCP_REPAIR": "TCP_REPAIR", "TCP_AO_ADD_KEY": "TCP-AO"}
@@ -82,7 +81,7 @@ def refusals(script: Script) -> list[tuple[int, str]]:
         elif ev.kind == "packet":
             p = ev.packet
             for o in p.options or ():
-                if o.kind not in ("nop", "eol", "mss", "wscale", "sackOK", "sack", "TS"):
+                if o.kind not in ("nop", "eol", "mss", "wscale", "sackOK", "sack", "TS", "FO", "FOEXP"):
                     out.append((ev.line, f"{UNSUPPORTED_OPTIONS.get(o.kind, 'the TCP option ' + o.kind)} is not "
                                          "supported"))
             if p.ip:
@@ -135,18 +134,25 @@ def _int(v) -> int:
 
 # -- what a %{ }% block reads -----------------------------------------------------------------
 
+#: the symbolic names packetdrill gives a %{ }% block (code.c write_symbols): tcpi_state's values,
+#: tcpi_ca_state's, tcpi_options' bits (include/uapi/linux/tcp.h, packetdrill's tcp.h)
+CODE_NAMES = dict(TCP_ESTABLISHED=1, TCP_SYN_SENT=2, TCP_SYN_RECV=3, TCP_FIN_WAIT1=4, TCP_FIN_WAIT2=5,
+                  TCP_TIME_WAIT=6, TCP_CLOSE=7, TCP_CLOSE_WAIT=8, TCP_LAST_ACK=9, TCP_LISTEN=10, TCP_CLOSING=11,
+                  TCP_CA_Open=0, TCP_CA_Disorder=1, TCP_CA_CWR=2, TCP_CA_Recovery=3, TCP_CA_Loss=4,
+                  TCPI_OPT_TIMESTAMPS=1, TCPI_OPT_SACK=2, TCPI_OPT_WSCALE=4, TCPI_OPT_ECN=8, TCPI_OPT_ECN_SEEN=16,
+                  TCPI_OPT_SYN_DATA=32, TCPI_OPT_USEC_TS=64, TCPI_OPT_TFO_CHILD=128)
 SK_MEMINFO = ("RMEM_ALLOC", "RCVBUF", "WMEM_ALLOC", "SNDBUF", "FWD_ALLOC", "WMEM_QUEUED", "OPTMEM", "BACKLOG",
               "DROPS")
 
 
 def socket_state(fd: int) -> dict:
     """The names a ``%{ }%`` block reads: ``tcpi_*`` (TCP_INFO, fields the kernel does not fill
-    are 0) and ``SK_MEMINFO_*`` (SO_MEMINFO)."""
+    are 0), packetdrill's symbolic names (:data:`CODE_NAMES`) and ``SK_MEMINFO_*`` (SO_MEMINFO)."""
     buf = ctypes.create_string_buffer(TCP_INFO_SIZE)
     n = ctypes.c_uint32(TCP_INFO_SIZE)
     if _libc.getsockopt(fd, 6, 11, buf, ctypes.byref(n)) != 0:
         raise OSError(ctypes.get_errno(), "getsockopt(TCP_INFO)")
-    values = tcp_info_values(buf.raw[:n.value])
+    values = {**tcp_info_values(buf.raw[:n.value]), **CODE_NAMES}
     mem = (ctypes.c_uint32 * len(SK_MEMINFO))()
     n = ctypes.c_uint32(ctypes.sizeof(mem))
     if _libc.getsockopt(fd, 1, 55, mem, ctypes.byref(n)) == 0:

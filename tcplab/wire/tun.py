@@ -52,7 +52,7 @@ class Frame:
     flags: frozenset
     win: int
     urg: int
-    options: list                       # (kind name, value): mss int, wscale int, TS (val, ecr), sack ((l, r), ...)
+    options: list                       # (kind name, value): mss int, wscale int, TS (val, ecr), sack ((l, r), ...), FO bytes
     payload: bytes
     ttl: int = 64
     tos: int = 0
@@ -87,6 +87,10 @@ def encode_options(options: list) -> bytes:
         elif kind == "sack":
             out += struct.pack("!BB", 5, 2 + 8 * len(value)) + b"".join(
                 struct.pack("!II", a & 0xFFFFFFFF, b & 0xFFFFFFFF) for a, b in value)
+        elif kind == "FO":                     # Fast Open (RFC 7413): the cookie, or none (a request)
+            out += struct.pack("!BB", 34, 2 + len(value)) + value
+        elif kind == "FOEXP":                  # the experimental form: kind 254, magic 0xF989
+            out += struct.pack("!BBH", 254, 4 + len(value), 0xF989) + value
         else:
             raise TcplabError(f"TCP option {kind} cannot be sent")
     if len(out) % 4:
@@ -117,6 +121,10 @@ def decode_options(raw: bytes) -> list:
             out.append(("TS", struct.unpack("!II", body)))
         elif kind == 5:
             out.append(("sack", tuple(struct.unpack_from("!II", body, j) for j in range(0, len(body), 8))))
+        elif kind == 34:
+            out.append(("FO", bytes(body)))
+        elif kind == 254 and body[:2] == b"\xf9\x89":
+            out.append(("FOEXP", bytes(body[2:])))
         else:
             out.append((f"kind{kind}", body))
         i += length

@@ -66,11 +66,11 @@ def test_the_cli_is_a_drop_in_for_packetdrill(tmp_path):
 
 
 def test_what_it_does_not_run_is_refused_by_line_and_name(tmp_path):
-    script = tmp_path / "tfo.pkt"
-    script.write_text(H8.replace("+0 < S 0:0(0) win 65535 <mss 1460>", "+0 < S 0:0(0) win 65535 <mss 1460,FO abcd1234>"))
+    script = tmp_path / "md5.pkt"
+    script.write_text(H8.replace("+0 < S 0:0(0) win 65535 <mss 1460>", "+0 < S 0:0(0) win 65535 <mss 1460,md5 abcd1234>"))
     r = _cli("--ip_version=ipv4", script)
     assert r.returncode == 4, r.stdout + r.stderr            # kselftest's "skip", never a pass
-    assert re.match(r"tfo\.pkt:\d+: TCP Fast Open is not supported", r.stderr), r.stderr
+    assert re.match(r"md5\.pkt:\d+: TCP-MD5 \(RFC 2385\) is not supported", r.stderr), r.stderr
 
 
 def test_a_folder_runs_both_ip_versions_over_workers(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from tcplab import ConfigError
 from tcplab.lab.pkt_names import refusals
-from tcplab.script import ELLIPSIS, BitOr, Symbol, parse_script, parse_segment
+from tcplab.script import ELLIPSIS, BitOr, Option, Symbol, parse_script, parse_segment
 
 SCRIPT = """
 --tolerance_usecs=10000
@@ -72,11 +72,11 @@ def test_a_script_that_cannot_be_read_names_its_line_and_column():
 
 
 @pytest.mark.parametrize("line, what", [
-    ("+0 < S 0:0(0) win 100 <mss 1460,FO abcd>", "TCP Fast Open is not supported"),
+    ("+0 < S 0:0(0) win 100 <mss 1460,md5 abcd>", "TCP-MD5 (RFC 2385) is not supported"),
     ("+0 recvmsg(3, {msg_name(...)=...}, 0) = 0", "recvmsg"),
     ("+0 < [ect0] S 0:0(0) win 100", "IP header marks (ect0) are not supported"),
     ("+0 < icmp unreachable [1:2(1)]", "ICMP packets are not supported"),
-    ("+0 setsockopt(3, SOL_TCP, TCP_FASTOPEN, [1], 4) = 0", "TCP Fast Open is not supported (TCP_FASTOPEN)"),
+    ("+0 setsockopt(3, SOL_TCP, TCP_MD5SIG, [1], 4) = 0", "TCP-MD5 (RFC 2385) is not supported (TCP_MD5SIG)"),
     ("+0 < SEWA 0:0(0) win 100", "AccECN"),
 ])
 def test_what_is_not_run_is_refused_by_line_and_name(line, what):
@@ -106,3 +106,19 @@ def test_a_lab_scripts_header_gives_whole_points_as_whole_numbers(tmp_path):
     assert str(head["points"]) == "3"
     f.write_text("// lab: H7 points=1.5\n")
     assert header_of(f)["points"] == 1.5
+
+
+def test_fast_open_options_keep_their_cookie_as_written():
+    s = parse_script("0 < S 0:10(10) win 100 <mss 1460,nop,nop,FO TFO_COOKIE,FO,nop,nop>\n"
+                     "+0 > S. 0:0(0) ack 11 <FOEXP abcd1234,nop,nop>\n", Path("t.pkt"))
+    assert [(o.kind, o.value) for o in s.events[0].packet.options if o.kind == "FO"] == [("FO", "TFO_COOKIE"), ("FO", "")]
+    assert s.events[1].packet.options[0] == Option("FOEXP", "abcd1234")
+    assert refusals(s) == []
+
+
+def test_fast_open_options_on_the_wire_both_ways():
+    from tcplab.wire.tun import decode_options, encode_options
+    opts = [("mss", 1460), ("FO", bytes.fromhex("3021b9d889017eeb")), ("FOEXP", b"\x01\x02"), ("FO", b"")]
+    raw = encode_options(opts)
+    assert raw[4:6] == b"\x22\x0a" and raw[14:18] == b"\xfe\x06\xf9\x89" and len(raw) % 4 == 0
+    assert decode_options(raw)[:4] == opts
