@@ -40,7 +40,7 @@ from pathlib import Path
 from ..errors import ConfigError, TcplabError
 from ..notation import letters
 from ..script import ELLIPSIS, NULL, Event, Field, Script, SegmentLine, Symbol, parse_script
-from .pkt_names import ERRNO_NAMES, SYMBOLS, _int, refusals, socket_state
+from .pkt_names import ERRNO_NAMES, IP_MARKS, SYMBOLS, _int, refusals, socket_state
 from ..wire.netns import Namespace
 from ..wire.tun import Frame, Tun, prefix_of
 
@@ -425,8 +425,11 @@ class Run:
                 options.append((o.kind, self._cookie(ev, o.value)))
             else:
                 options.append((o.kind, o.value))
+        tos = 0
+        for word, value in p.ip:             # [ect0], [noecn], (tos 0x2): the IP header's ECN bits or TOS byte
+            tos = _int(value) if word == "tos" else IP_MARKS.get(word, tos)
         frame = Frame(0.0, self.cfg.ip_version, self.cfg.remote_ip, self.cfg.local_ip, peer.remote_port,
-                      peer.local_port, seq, ack, p.flags, p.win, p.urg or 0, options, b"\0" * p.length)
+                      peer.local_port, seq, ack, p.flags, p.win, p.urg or 0, options, b"\0" * p.length, tos=tos)
         frame.time = time.time()          # before the send: the kernel answers within it
         self.tun.send(frame, gso_mss=self.cfg.mss)
         self.exchange.append((frame.time - self.start, "<", frame, ev.line, p.seq, p.ack or 0))
@@ -436,7 +439,8 @@ class Run:
         peer = self.peer
         if f.src != self.cfg.local_ip or f.dst != self.cfg.remote_ip:
             return False
-        if self.connecting is not None and f.flags == {"SYN"} and f.dport == self.cfg.connect_port:
+        if (self.connecting is not None and "SYN" in f.flags and "ACK" not in f.flags
+                and f.dport == self.cfg.connect_port):
             return True                        # the SYN of a connect(): its port is learned here
         return f.sport == peer.local_port and f.dport == peer.remote_port
 
@@ -460,6 +464,13 @@ class Run:
             diffs.append(f"ack: expected {want_ack}, actual {ack}")
         if p.win is not None and frame.win != p.win:
             diffs.append(f"win: expected {p.win}, actual {frame.win}")
+        for word, value in p.ip:             # only where written, as packetdrill checks them
+            if word == "ect01" and frame.tos & 3 not in (1, 2):
+                diffs.append(f"ip_ecn: expected ect0 or ect1, actual {frame.tos & 3:#x}")
+            elif word in IP_MARKS and frame.tos & 3 != IP_MARKS[word]:
+                diffs.append(f"ip_ecn: expected {IP_MARKS[word]:#x} ({word}), actual {frame.tos & 3:#x}")
+            elif word == "tos" and frame.tos != _int(value):
+                diffs.append(f"tos: expected {_int(value):#x}, actual {frame.tos:#x}")
         if (p.urg or 0) != frame.urg:
             diffs.append(f"urg: expected {p.urg or 0}, actual {frame.urg}")
         if not p.any_options:
@@ -475,7 +486,7 @@ class Run:
         in the script) and on connect() its port; returns its seq and ack in the script's numbers."""
         peer = self.peer
         if "SYN" in frame.flags:
-            if frame.flags == {"SYN"} and self.connecting is not None:
+            if "SYN" in frame.flags and "ACK" not in frame.flags and self.connecting is not None:
                 peer.local_port, peer.remote_port = frame.sport, frame.dport
                 peer.remote_isn, peer.ts_vals, peer.first_ts = 0, {}, None
                 self.under_test, self.connecting = self.connecting, None

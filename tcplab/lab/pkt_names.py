@@ -34,12 +34,15 @@ def _symbols() -> dict[str, int]:
                  POLLIN=1, POLLPRI=2, POLLOUT=4, POLLERR=8, POLLHUP=16, POLLNVAL=32, POLLRDNORM=0x40,
                  POLLWRNORM=0x100, POLLRDHUP=0x2000, F_GETFL=3, F_SETFL=4, F_GETFD=1, F_SETFD=2,
                  TCP_FASTOPEN=23, TCP_FASTOPEN_CONNECT=30, TCP_FASTOPEN_KEY=33, TCP_FASTOPEN_NO_COOKIE=34,
-                 MSG_FASTOPEN=0x20000000)
+                 MSG_FASTOPEN=0x20000000, IP_FREEBIND=15, IPV6_FREEBIND=78)
     return names
 
 
 SYMBOLS = _symbols()
 ERRNO_NAMES = dict(errno_mod.errorcode)        # 11 -> "EAGAIN"
+
+#: a segment's ECN marks (``[ect0]``), as packetdrill writes them: the IP header's two ECN bits
+IP_MARKS = {"noecn": 0, "ect1": 1, "ect0": 2, "ce": 3}
 
 #: what tcplab does not run yet, refused by name (a feature: where it shows)
 UNSUPPORTED_OPTIONS = {"md5": "TCP-MD5 (RFC 2385)",
@@ -84,8 +87,9 @@ def refusals(script: Script) -> list[tuple[int, str]]:
                 if o.kind not in ("nop", "eol", "mss", "wscale", "sackOK", "sack", "TS", "FO", "FOEXP"):
                     out.append((ev.line, f"{UNSUPPORTED_OPTIONS.get(o.kind, 'the TCP option ' + o.kind)} is not "
                                          "supported"))
-            if p.ip:
-                out.append((ev.line, f"IP header marks ({', '.join(w for w, _ in p.ip)}) are not supported"))
+            other = [w for w, _ in p.ip if w not in IP_MARKS and w not in ("tos", "ect01")]
+            if other:
+                out.append((ev.line, f"IP header marks ({', '.join(other)}) are not supported"))
         elif ev.kind == "syscall":
             sc = ev.syscall
             if sc.name in UNSUPPORTED_SYSCALLS:

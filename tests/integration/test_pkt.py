@@ -118,3 +118,35 @@ def test_a_failing_script_in_pytest_reads_like_a_lab(tmp_path):
     assert "seq: expected 1002, actual 1001" in out and "<-- here" in out and "Traceback" not in out
     pcap = re.search(r"(\S+tcp_wrong\.pcap)", out)
     assert pcap and Path(pcap.group(1)).stat().st_size > 24, out[-2000:]
+
+
+def test_ecn_marks_are_sent_and_checked_where_written(tmp_path):
+    """[noecn] / [ect0] as packetdrill writes them: an injected segment carries the mark; an
+    outbound one is checked only where the script writes one (the kernel's SYN-ACK is not ECT)."""
+    marked = H8.replace("+0 < S 0:0(0) win 65535 <mss 1460>", "+0 < [ect0] S 0:0(0) win 65535 <mss 1460>")
+    assert _run(tmp_path, marked.replace("+0 > S. 0:0(0) ack 1 <...>", "+0 > [noecn] S. 0:0(0) ack 1 <...>")).passed
+    o = _run(tmp_path, marked.replace("+0 > S. 0:0(0) ack 1 <...>", "+0 > [ect0] S. 0:0(0) ack 1 <...>"))
+    assert o.status == "fail" and "ip_ecn: expected 0x2 (ect0), actual 0x0" in o.message, o.message
+    sent = [f for _, d, f, *_ in o.exchange if d == "<"]
+    assert sent[0].tos & 3 == 2                  # the injected SYN went out marked
+
+
+def test_a_fast_open_syn_with_data_gets_its_cookie_checked(tmp_path):
+    """Fast Open as the kernel's suite runs it: the server's key set by sysctl, the peer's SYN
+    carries the cookie (a -D name) and data; a wrong cookie is a cookie the kernel does not take."""
+    script = """`sysctl -q net.ipv4.tcp_fastopen=0x70403 net.ipv4.tcp_fastopen_key=a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4`
+    0 socket(..., SOCK_STREAM|SOCK_NONBLOCK, IPPROTO_TCP) = 3
+   +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
+   +0 bind(3, ..., ...) = 0
+   +0 listen(3, 1) = 0
+   +0 setsockopt(3, SOL_TCP, TCP_FASTOPEN, [1], 4) = 0
+   +0 < S 0:10(10) win 32792 <mss 1460,sackOK,nop,nop,FO TFO_COOKIE,nop,nop>
+   +0 > S. 0:0(0) ack 11 <mss 1460,nop,nop,sackOK>
+   +0 accept(3, ..., ...) = 4
+   +0 %{ assert (tcpi_options & TCPI_OPT_SYN_DATA) != 0, tcpi_options }%
+   +0 read(4, ..., 512) = 10
+"""
+    defines = {"TFO_COOKIE": "3021b9d889017eeb"}
+    assert _run(tmp_path, script, defines=defines).passed
+    o = _run(tmp_path, script, defines={"TFO_COOKIE": "0000000000000000"})
+    assert o.status == "fail" and "line 8: ack: expected 11, actual 1" in o.message, o.message
