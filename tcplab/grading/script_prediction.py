@@ -12,8 +12,9 @@ bounded size) and raises ConfigError naming the line; :func:`grade` compares it,
 with what the kernel did when the *template* ran in record mode
 (:func:`tcplab.lab.pkt.record_script`): every segment the kernel sent, after which given line,
 and each asked result.  Each ``>`` line earns a point for each of five fields (time, flags, seq,
-ack, options), matched in order with the kernel's segments after the same given line, so a
-missing or an extra line costs one segment, not the rest of the script; each result is one more.
+ack, options) against the kernel's segment it is paired with: the pairing, in order, that gets
+the most fields right, so a missing or an extra line costs one segment, not the rest of the
+script; each result is one more.
 """
 from __future__ import annotations
 
@@ -86,10 +87,9 @@ class Template:
 
 @dataclass
 class ScriptPrediction:
-    """What a student wrote: each ``>`` line with the given line it follows (the template's line
-    number, 0 before the first); each asked result (None: still ``?``); the student's own line
-    of each given one."""
-    sent: list[tuple[int, Event]] = field(default_factory=list)
+    """What a student wrote: each ``>`` line; each asked result (None: still ``?``); the
+    student's own line of each given one; the order of both."""
+    sent: list[Event] = field(default_factory=list)
     results: dict[int, tuple[int, str] | None] = field(default_factory=dict)
     line_of: dict[int, int] = field(default_factory=dict)     # template line -> student's line
     order: list[tuple[str, int]] = field(default_factory=list)  # ("given", template line) | ("sent", index)
@@ -164,13 +164,13 @@ def read_prediction(template: Template, text: str, name: str = "prediction") -> 
                           "they are")
     given = template.given
     out = ScriptPrediction()
-    i, after = 0, 0
+    i = 0
     for ev in script.events:
         if ev.kind == "packet" and ev.packet.direction == ">":
             if len(out.sent) >= MAX_SEGMENTS:
                 raise ConfigError(f"{name}: more than {MAX_SEGMENTS} > lines: the scenario has far fewer")
             out.order.append(("sent", len(out.sent)))
-            out.sent.append((after, ev))
+            out.sent.append(ev)
             continue
         if i >= len(given):
             raise ConfigError(f"{name} line {ev.line}: {ev.source!r} is not in the template: only > lines and the "
@@ -184,7 +184,6 @@ def read_prediction(template: Template, text: str, name: str = "prediction") -> 
             out.results[g.line] = None if ev.line in asked else (sc.result, sc.errno or "")
         out.line_of[g.line] = ev.line
         out.order.append(("given", g.line))
-        after = g.line
         i += 1
     if i < len(given):
         raise ConfigError(f"{name}: the template's line {given[i].line} is missing: {given[i].source!r} "
@@ -231,7 +230,7 @@ def _expected_times(pred: ScriptPrediction, rec: Recording) -> list[tuple[float 
         if kind == "given":
             prev = rec.started.get(key, prev)
             continue
-        t = pred.sent[key][1].time
+        t = pred.sent[key].time
         at = None if (t.kind == "any" or t.range) else (t.start if t.kind == "abs" else prev + t.start)
         out[key] = (at, prev)
         prev = at if at is not None else prev
@@ -271,7 +270,7 @@ def grade(template: Template, pred: ScriptPrediction, rec: Recording, *, toleran
     tol0 = tolerance_usecs / 1e6
 
     def checks(i: int, j: int) -> list[tuple[str, bool]]:
-        p = pred.sent[i][1].packet
+        p = pred.sent[i].packet
         at, frame, _, seq, ack = kernel[j]
         expected, prev = times[i]
         tol = max(tol0, PERCENT / 100 * max(0.0, (expected or prev) - prev))
@@ -290,7 +289,7 @@ def grade(template: Template, pred: ScriptPrediction, rec: Recording, *, toleran
     for i, j in _align(len(pred.sent), len(kernel), score):
         total += len(FIELDS)
         if j is None:
-            ev = pred.sent[i][1]
+            ev = pred.sent[i]
             rows.append((times[i][0] if times[i][0] is not None else times[i][1],
                          f"line {ev.line}: {render_line(ev.packet)}\n    the kernel sent no such segment"))
             continue
@@ -300,7 +299,7 @@ def grade(template: Template, pred: ScriptPrediction, rec: Recording, *, toleran
             rows.append((at, f"{where.get(after, '')}: the kernel sent {sent} at {at:.3f} s; your prediction has "
                              "no line for it"))
             continue
-        ev = pred.sent[i][1]
+        ev = pred.sent[i]
         good = checks(i, j)
         ok = sum(g for _, g in good)
         right += ok
