@@ -37,6 +37,13 @@ class Prediction:
     def feedback(self) -> str:
         return "\n".join(self.rows)
 
+    def award(self, score, points: float) -> None:
+        """Partial credit in a graded test (its ``score`` fixture) for the share of fields right,
+        where some but not all are."""
+        earned = round(points * self.fraction, 2)
+        if self.fraction < 1 and earned > 0:
+            score.partial(earned, f"{self.right} of {self.total} fields right")
+
 
 def parse_prediction(text: str) -> list:
     """The prediction's lines as specs; a line that cannot be read raises ConfigError naming it."""

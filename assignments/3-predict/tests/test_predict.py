@@ -28,9 +28,6 @@ def test_prediction(hosts, submission, scenario, score):
         result = grade_prediction(text, conn)
     except ConfigError as exc:
         pytest.fail(f"{scenario}.txt: {exc}", pytrace=False)
-    points = POINTS[scenario]
-    earned = round(points * result.fraction, 2)
-    if result.fraction < 1 and earned > 0:
-        score.partial(earned, f"{result.right} of {result.total} fields right")
+    result.award(score, POINTS[scenario])
     assert result.fraction == 1, f"{scenario}.txt: {result.right} of {result.total} fields right\n" + \
         result.feedback() + "\n\nwhat the kernels did:\n" + conn.ladder()

@@ -36,7 +36,5 @@ def test_prediction(pkt_config, assignment, submission, scenario, score, tcplab_
     exchange_files(rec.exchange, tcplab_workdir, scenario,
                    f"{name}: what the kernel under test ({pkt_config.local_ip}) did")
     result = grade(template, prediction, rec, tolerance_usecs=pkt_config.tolerance_usecs)
-    earned = round(POINTS[scenario] * result.fraction, 2)
-    if result.fraction < 1 and earned > 0:
-        score.partial(earned, f"{result.right} of {result.total} fields right")
+    result.award(score, POINTS[scenario])
     assert result.fraction == 1, f"{name}: {result.right} of {result.total} fields right\n" + result.feedback()
