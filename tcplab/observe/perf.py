@@ -45,7 +45,7 @@ from ..tools import in_user_namespace
 
 PERF_TYPE_TRACEPOINT = 2
 PERF_SAMPLE_TIME, PERF_SAMPLE_RAW = 1 << 2, 1 << 10
-PERF_RECORD_LOST, PERF_RECORD_SAMPLE = 2, 9
+PERF_RECORD_LOST, PERF_RECORD_THROTTLE, PERF_RECORD_SAMPLE = 2, 5, 9
 USE_CLOCKID, DISABLED, WATERMARK = 1 << 25, 1 << 0, 1 << 14
 PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_DISABLE = 0x2400, 0x2401
 CLOCK_MONOTONIC = 1
@@ -200,11 +200,13 @@ class TracepointReader:
             struct.pack_into("Q", m, 1032, head)
         return out
 
-    def records(self, chunk: bytes) -> tuple[list[tuple[float, bytes]], int]:
+    def records(self, chunk: bytes) -> tuple[list[tuple[float, bytes]], int, int]:
         """``(time, raw record)`` for each sample in a chunk of :meth:`read_raw` (time in
-        CLOCK_REALTIME seconds), and how many records the kernel dropped there."""
+        CLOCK_REALTIME seconds), how many records the kernel dropped there (its buffer full), and
+        how many times it throttled the event (perf_event_max_sample_rate: samples not written
+        until the CPU's next tick, which an idle CPU may not have for a while)."""
         events: list[tuple[float, bytes]] = []
-        lost = off = 0
+        lost = throttled = off = 0
         while off < len(chunk):
             rtype, _, rsize = _HEADER.unpack_from(chunk, off)
             if rtype == PERF_RECORD_SAMPLE:
@@ -212,8 +214,10 @@ class TracepointReader:
                 events.append((t / 1e9 + self.offset_at(t / 1e9), chunk[off + 20:off + 20 + raw_size]))
             elif rtype == PERF_RECORD_LOST:
                 lost += struct.unpack_from("QQ", chunk, off + 8)[1]
+            elif rtype == PERF_RECORD_THROTTLE:
+                throttled += 1
             off += rsize
-        return events, lost
+        return events, lost, throttled
 
     def _read(self, m, off: int, n: int, size: int) -> bytes:
         end = self.page + size
@@ -257,7 +261,7 @@ class Subscription:
     def __init__(self, log: "TraceLog", addresses: set[str]):
         self.log, self.addresses = log, set(addresses)
         self.chunks: list[bytes] = []    # raw, split and parsed by close()
-        self.lost = 0
+        self.lost = self.throttled = 0
         self.foreign = 0            # records of other sockets of the machine seen meanwhile
 
     def close(self) -> list:
@@ -267,8 +271,9 @@ class Subscription:
         events = []
         reader, local_address, parse = self.log.reader, self.log.local_address, self.log.parse
         for chunk in self.chunks:
-            records, lost = reader.records(chunk)
+            records, lost, throttled = reader.records(chunk)
             self.lost += lost
+            self.throttled += throttled
             for t, raw in records:
                 if local_address(raw) in self.addresses:
                     events.append(parse(t, raw))
@@ -278,6 +283,9 @@ class Subscription:
         if self.lost:
             raise CaptureIncomplete(f"the kernel dropped {self.lost} records of {reader.tracepoint} "
                                     f"(per-CPU buffer of {reader.pages} pages full)")
+        if self.throttled:
+            raise CaptureIncomplete(f"the kernel throttled {reader.tracepoint} {self.throttled} time(s) "
+                                    "(kernel.perf_event_max_sample_rate): samples were not written meanwhile")
         return sorted(events, key=lambda e: e.time)
 
 
