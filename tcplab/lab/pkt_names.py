@@ -150,13 +150,13 @@ SK_MEMINFO = ("RMEM_ALLOC", "RCVBUF", "WMEM_ALLOC", "SNDBUF", "FWD_ALLOC", "WMEM
 
 
 def socket_state(fd: int) -> dict:
-    """The names a ``%{ }%`` block reads: ``tcpi_*`` (TCP_INFO, fields the kernel does not fill
-    are 0), packetdrill's symbolic names (:data:`CODE_NAMES`) and ``SK_MEMINFO_*`` (SO_MEMINFO)."""
+    """The names a ``%{ }%`` block reads: ``tcpi_*`` (TCP_INFO, only the fields this kernel
+    returns: a check of one it lacks fails by name, as packetdrill built for it would), packetdrill's symbolic names (:data:`CODE_NAMES`) and ``SK_MEMINFO_*`` (SO_MEMINFO)."""
     buf = ctypes.create_string_buffer(TCP_INFO_SIZE)
     n = ctypes.c_uint32(TCP_INFO_SIZE)
     if _libc.getsockopt(fd, 6, 11, buf, ctypes.byref(n)) != 0:
         raise OSError(ctypes.get_errno(), "getsockopt(TCP_INFO)")
-    values = {**tcp_info_values(buf.raw[:n.value]), **CODE_NAMES}
+    values = {**tcp_info_values(buf.raw[:n.value], filled_only=True), **CODE_NAMES}
     mem = (ctypes.c_uint32 * len(SK_MEMINFO))()
     n = ctypes.c_uint32(ctypes.sizeof(mem))
     if _libc.getsockopt(fd, 1, 55, mem, ctypes.byref(n)) == 0:

@@ -2,6 +2,7 @@
 (:meth:`tcplab.Conn.info`) and sock_diag's INET_DIAG_INFO (the sampled sender record) give it."""
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass, fields
 
@@ -28,13 +29,19 @@ _TCP_INFO = struct.Struct("=" + "".join(f for _, f in TCP_INFO_FIELDS))
 TCP_INFO_SIZE = _TCP_INFO.size
 
 
-def tcp_info_values(raw: bytes) -> dict[str, int]:
+#: where each field ends in the struct (an older kernel returns a shorter one)
+_ENDS = dict(zip((k for k, _ in TCP_INFO_FIELDS),
+                 itertools.accumulate(struct.calcsize("=" + f) for _, f in TCP_INFO_FIELDS)))
+
+
+def tcp_info_values(raw: bytes, *, filled_only: bool = False) -> dict[str, int]:
     """Every field of a raw ``struct tcp_info`` (getsockopt's, or sock_diag's INET_DIAG_INFO) by
-    its ``tcpi_`` name; fields an older kernel does not fill are 0."""
+    its ``tcpi_`` name.  Fields an older kernel does not return are 0, or, ``filled_only``,
+    absent (a script's check of a field this kernel lacks then fails by name, never reads 0)."""
     v = dict(zip((k for k, _ in TCP_INFO_FIELDS), _TCP_INFO.unpack(raw[:TCP_INFO_SIZE].ljust(TCP_INFO_SIZE, b"\0"))))
     v["tcpi_snd_wscale"], v["tcpi_rcv_wscale"] = v["_wscale"] & 0xF, v["_wscale"] >> 4
     v["tcpi_delivery_rate_app_limited"] = v["_flags"] & 1
-    return {k: x for k, x in v.items() if not k.startswith("_")}
+    return {k: x for k, x in v.items() if not k.startswith("_") and not (filled_only and _ENDS.get(k, 0) > len(raw))}
 
 
 @dataclass(frozen=True)

@@ -122,3 +122,15 @@ def test_fast_open_options_on_the_wire_both_ways():
     raw = encode_options(opts)
     assert raw[4:6] == b"\x22\x0a" and raw[14:18] == b"\xfe\x06\xf9\x89" and len(raw) % 4 == 0
     assert decode_options(raw)[:4] == opts
+
+
+def test_a_kernel_with_a_shorter_tcp_info_has_no_names_for_what_it_lacks():
+    """A %{ }% block on an older kernel (6.1 returns no tcpi_rcv_wnd): the field is absent, so a
+    check of it fails by name; labs' TcpInfo reads the same bytes with the missing tail as 0."""
+    from tcplab.observe.tcpinfo import TCP_INFO_SIZE, TcpInfo, tcp_info_values
+    raw = bytes([1, 0, 0, 0, 0, 7, 0x87, 0]) + (1460).to_bytes(4, "little") * 24 + bytes(232 - 104)
+    short = tcp_info_values(raw, filled_only=True)
+    assert short["tcpi_state"] == 1 and short["tcpi_snd_wscale"] == 7 and short["tcpi_rcv_wscale"] == 8
+    assert "tcpi_snd_wnd" in short and "tcpi_rcv_wnd" not in short and "tcpi_total_rto" not in short
+    assert tcp_info_values(raw)["tcpi_rcv_wnd"] == 0 and len(tcp_info_values(bytes(TCP_INFO_SIZE))) > len(short)
+    assert TcpInfo.unpack(raw).snd_cwnd == 1460
