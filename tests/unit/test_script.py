@@ -74,7 +74,7 @@ def test_a_script_that_cannot_be_read_names_its_line_and_column():
 @pytest.mark.parametrize("line, what", [
     ("+0 < S 0:0(0) win 100 <mss 1460,md5 abcd>", "TCP-MD5 (RFC 2385) is not supported"),
     ("+0 recvmsg(3, {msg_name(...)=...}, 0) = 0", "recvmsg"),
-    ("+0 < [ect0] S 0:0(0) win 100", "IP header marks (ect0) are not supported"),
+    ("+0 < (ttl 3) S 0:0(0) win 100", "IP header marks (ttl) are not supported"),
     ("+0 < icmp unreachable [1:2(1)]", "ICMP packets are not supported"),
     ("+0 setsockopt(3, SOL_TCP, TCP_MD5SIG, [1], 4) = 0", "TCP-MD5 (RFC 2385) is not supported (TCP_MD5SIG)"),
     ("+0 < SEWA 0:0(0) win 100", "AccECN"),
