@@ -57,6 +57,7 @@ def test_labs_run_rootless_in_a_login_shell(user):
     state_runs = sum(int(re.match(r"SKIPPED \[(\d+)\]", s).group(1)) for s in skips if STATE_RECORD_SKIP in s)
     collected = user.run(["python", "-m", "pytest", "labs/", "--collect-only", "-q", "-p", "no:cacheprovider"])
     total = int(re.search(r"(\d+) tests? collected", collected.stdout).group(1))
+    print(f"rootless, a fresh user in a login shell: {counts} of {total} labs; state-record skips {state_runs}")
     assert counts.get("passed", 0) == total - counts.get("skipped", 0) and "failed" not in counts, out[-3000:]
     assert counts.get("passed", 0) > state_runs > 0, counts
     doctor = user.run(["tcplab", "doctor"])
