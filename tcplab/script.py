@@ -289,6 +289,14 @@ def _unpadded(seg: SegmentLine) -> int:
 
 def parse_script(text: str, path: Path | None = None) -> Script:
     """A packetdrill script.  A ConfigError names the line, the column and what was expected."""
+    try:
+        return _parse_script(text, path)
+    except RecursionError:          # [[[[...]]]] thousands deep: a hostile text, not a script
+        raise ConfigError(f"{path.name if path else 'script'}: cannot read it: its brackets or braces are "
+                          "nested thousands deep") from None
+
+
+def _parse_script(text: str, path: Path | None) -> Script:
     from lark.exceptions import UnexpectedInput
     name = path.name if path else "script"
     try:

@@ -117,6 +117,7 @@ def test_results_right_wrong_and_unanswered(template):
     (lambda t: t.replace("   0.2 read(4, ..., 100) = 10\n", ""), r"the template's line 10 is missing: '0.2 read"),
     (lambda t: t + "  0.3 > S. 0:0(0) ack 1 <mss 1460,sackOK>\n", r"line 13: TCP options are not padded correctly"),
     (lambda t: t.replace("0.2 read(4, ..., 100) = 10", "0.2 read(4, ..., 100) = 10 +"), r"line 12: cannot read"),
+    (lambda t: t + "  0.3 socket(" + "[" * 20000 + "]" * 20000 + ") = 3\n", r"nested thousands deep"),
 ])
 def test_a_hostile_or_broken_prediction_is_refused_by_line(template, change, message):
     with pytest.raises(ConfigError, match=message):
