@@ -112,7 +112,8 @@ def _hostile(script: Script, text: str, commands: frozenset | None) -> str | Non
             if ev.text not in commands:
                 return f"line {ev.line}: shell commands (`...`) are not allowed in a prediction"
     if script.options:
-        return f"line {first(lambda s: s.startswith('--'))}: option lines (--name=value) are not allowed in a prediction"
+        return (f"line {first(lambda s: s.startswith('--'))}: option lines (--name=value) are not allowed in a "
+                "prediction")
     for ev in script.events:
         if ev.kind == "code":
             return f"line {ev.line}: Python blocks (%{{ }}%) are not allowed in a prediction"
@@ -134,7 +135,8 @@ def _same(given: Event, mine: Event, asked: bool) -> bool:
     return given.text == mine.text
 
 
-def read_script(text: str, name: str = "prediction", commands: frozenset | None = frozenset()) -> tuple[Script, frozenset]:
+def read_script(text: str, name: str = "prediction",
+                commands: frozenset | None = frozenset()) -> tuple[Script, frozenset]:
     """A prediction as a script (each ``= ?`` read as 0) and its ``= ?`` lines, once it is known to
     be only text to compare: bounded in size, with no shell line, Python block, option line or
     include.  ConfigError names the line and the fix."""

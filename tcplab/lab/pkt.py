@@ -98,6 +98,11 @@ class Config:
         return self
 
 
+def _opening(flags) -> bool:
+    """A SYN that opens a connection (no ACK; ECE and CWR may ride on it: an ECN setup SYN)."""
+    return "SYN" in flags and "ACK" not in flags
+
+
 class Refused(TcplabError):
     """The script uses something tcplab does not run: nothing ran."""
 
@@ -199,7 +204,7 @@ class Run:
 
     def __init__(self, script: Script, config: Config, *, record: bool = False, results_of: frozenset = frozenset()):
         self.script, self.cfg = script, config
-        # record mode (grading a prediction, tcplab.grading.kernel): the script has no ``>`` lines;
+        # record mode (grading a prediction, tcplab.grading.script_prediction): the script has no ``>`` lines;
         # every segment the kernel sends is recorded, not checked, with the given line it follows,
         # and the results of the system calls on the lines ``results_of`` are recorded, not checked
         self.record, self.results_of = record, results_of
@@ -390,7 +395,7 @@ class Run:
         if p.win is None:
             raise Failed(ev.line, ev.source, "an injected segment needs its window: win N")
         peer = self.peer
-        if "SYN" in p.flags and "ACK" not in p.flags and self.listening:   # a new connection to the listener (packetdrill's rule)
+        if _opening(p.flags) and self.listening:   # a new connection to the listener (packetdrill's rule)
             self.listening = False
             peer.remote_isn = p.seq
             peer.remote_port = self.next_port
@@ -439,8 +444,7 @@ class Run:
         peer = self.peer
         if f.src != self.cfg.local_ip or f.dst != self.cfg.remote_ip:
             return False
-        if (self.connecting is not None and "SYN" in f.flags and "ACK" not in f.flags
-                and f.dport == self.cfg.connect_port):
+        if self.connecting is not None and _opening(f.flags) and f.dport == self.cfg.connect_port:
             return True                        # the SYN of a connect(): its port is learned here
         return f.sport == peer.local_port and f.dport == peer.remote_port
 
@@ -485,14 +489,14 @@ class Run:
         """What a segment of the kernel's teaches: its ISN (a SYN's seq, which is ``script_isn``
         in the script) and on connect() its port; returns its seq and ack in the script's numbers."""
         peer = self.peer
-        if "SYN" in frame.flags:
-            if "SYN" in frame.flags and "ACK" not in frame.flags and self.connecting is not None:
+        syn = "SYN" in frame.flags
+        if syn:
+            if _opening(frame.flags) and self.connecting is not None:
                 peer.local_port, peer.remote_port = frame.sport, frame.dport
                 peer.remote_isn, peer.ts_vals, peer.first_ts = 0, {}, None
                 self.under_test, self.connecting = self.connecting, None
             peer.live_local_isn = frame.seq
             peer.script_local_isn = script_isn
-        syn = "SYN" in frame.flags
         return (frame.seq - self._local_offset(syn)) % MOD, (frame.ack - self._remote_offset(syn)) % MOD
 
     def _drain(self, seconds: float, *, until_isn: bool = False) -> None:
@@ -565,9 +569,9 @@ class Run:
                         if abs(((live_val - expected_live + (1 << 31)) % MOD) - (1 << 31)) * tick > tol:
                             out.append(f"bad outbound TCP timestamp value {live_val} (script {script_val})")
             elif k in ("FO", "FOEXP"):
-                if o.value is not None and v != self._cookie(ev, o.value):
-                    out.append(f"{k}: expected cookie {self._cookie(ev, o.value).hex() or '(none)'}, "
-                               f"actual {v.hex() or '(none)'}")
+                cookie = self._cookie(ev, o.value) if o.value is not None else v
+                if v != cookie:
+                    out.append(f"{k}: expected cookie {cookie.hex() or '(none)'}, actual {v.hex() or '(none)'}")
             elif k == "sack":
                 off = self._remote_offset(False)
                 got_blocks = tuple(((a - off) % MOD, (b - off) % MOD) for a, b in v)

@@ -5,8 +5,8 @@ Every transition of the figure, plus the resets the RFC's text describes, is a r
 ``transitions`` (``A>B``, from the kernel's state record and sock_diag pollers) and labs declare
 what they assert with the ``shows`` fixture (``shows("CLOSING", "CLOSED", on="RST")``), which
 the plugin writes as the ``shows`` property: that is how a lab shows what the record cannot see
-(a listener closing, a request socket dropped, a reset).  :func:`diagram_svg` colours each arrow by where it was observed;
-:func:`table_md` lists every row with its labs and results.  Transitions that Linux or the
+(a listener closing, a request socket dropped, a reset).  :func:`diagram_svg` colours each arrow
+by where it was observed; :func:`table_md` lists every row with its labs and results.  Transitions that Linux or the
 sockets API cannot produce carry the reason instead of a lab.
 """
 from __future__ import annotations
@@ -57,6 +57,7 @@ TRANSITIONS = [
     Transition("LAST_ACK", "CLOSED", "rcv ACK of FIN"),
 ] + [Transition(s, "CLOSED", "rcv RST", rst=True)
      for s in ("SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING", "LAST_ACK")]
+
 
 def transition(old: str, new: str, *, on: str | None = None) -> Transition:
     """The diagram's transition ``old -> new`` (``on="RST"``: caused by a reset), or a
